@@ -1,0 +1,184 @@
+"""The built-in procedural data set: round objects (domain A) and angular ones (domain B).
+
+Every record is a pure function of (domain, index, seed, height, width): 1 to `max_instances`
+non-overlapping objects of random size, aspect, rotation and colour on a textured background,
+with exact per-instance masks. Domain A draws discs and ellipses, domain B squares and
+rectangles, so a translated mask can be checked for the target shape (`rectangularity`). NumPy only.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from instagan_jax.data.records import Record
+
+_DOMAIN_CODES = {"A": 0, "B": 1}
+_MIN_SIZE, _MAX_SIZE = 0.06, 0.2  # half extent, as a fraction of min(height, width)
+_PLACEMENT_TRIES = 40
+
+
+def _domain_code(domain: str) -> int:
+    if domain not in _DOMAIN_CODES:
+        raise ValueError(f"shapes domain must be 'A' or 'B', got {domain!r}")
+    return _DOMAIN_CODES[domain]
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """(H, W, 3) float32 noise in [0, 1], bilinearly interpolated from a `cells` x `cells` grid."""
+    grid = rng.random((cells, cells, 3), dtype=np.float32)
+
+    def weights(n: int) -> np.ndarray:
+        pos = np.linspace(0.0, cells - 1.0, n, dtype=np.float32)
+        low = np.minimum(pos.astype(np.int64), cells - 2)
+        frac = pos - low
+        out = np.zeros((n, cells), dtype=np.float32)
+        out[np.arange(n), low] = 1.0 - frac
+        out[np.arange(n), low + 1] = frac
+        return out
+
+    rows, cols = weights(height), weights(width)
+    return np.stack([rows @ grid[:, :, c] @ cols.T for c in range(3)], axis=-1)
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Muted base colour + smooth colour noise + stripes + fine grain, float32 (H, W, 3) in [0, 1]."""
+    hue, sat, val = rng.random(), rng.uniform(0.1, 0.4), rng.uniform(0.35, 0.75)
+    base = np.array(colorsys.hsv_to_rgb(hue, sat, val), dtype=np.float32)
+    noise = _smooth_noise(rng, height, width, int(rng.integers(3, 9)))
+    angle, period = rng.uniform(0, np.pi), rng.uniform(6.0, 24.0)
+    fy, fx = np.sin(angle) * 2 * np.pi / period, np.cos(angle) * 2 * np.pi / period
+    ys, xs = np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32)
+    # sin(fx x + fy y), written as a sum of two outer products
+    stripes = np.outer(np.cos(fy * ys), np.sin(fx * xs)) + np.outer(np.sin(fy * ys), np.cos(fx * xs))
+    grain = rng.random((height, width), dtype=np.float32)
+    grey = (0.06 * stripes + 0.08 * (grain - 0.5)).astype(np.float32)
+    return (base - 0.175) + 0.35 * noise + grey[..., None]
+
+
+def _shape_mask(
+    domain: str, rng: np.random.Generator, height: int, width: int, scale: float
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """A random shape of `domain` inside the image: (window, bool mask and float32 shading in it)."""
+    size = min(height, width)
+    half_a = rng.uniform(_MIN_SIZE, _MAX_SIZE) * size * scale
+    square = rng.random() < 0.5  # disc resp. square; otherwise ellipse resp. rectangle
+    half_b = half_a if square else half_a * rng.uniform(0.45, 0.8)
+    angle = rng.uniform(0, np.pi)
+    reach = min(np.hypot(half_a, half_b) + 1.0, size / 2.0 - 1.0)  # bounds the rotated shape
+    cy = rng.uniform(reach, height - reach)
+    cx = rng.uniform(reach, width - reach)
+    window = (
+        slice(int(cy - reach), min(int(np.ceil(cy + reach)) + 1, height)),
+        slice(int(cx - reach), min(int(np.ceil(cx + reach)) + 1, width)),
+    )
+    yy, xx = np.ogrid[window]
+    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    v = (yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle)
+    if domain == "A":
+        mask = (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0
+    else:
+        mask = (np.abs(u) <= half_a) & (np.abs(v) <= half_b)
+    shading = (0.8 + 0.2 * np.clip(u / half_a, -1.0, 1.0)).astype(np.float32)
+    return window, mask, shading
+
+
+def shapes_record(
+    domain: str,
+    index: int,
+    seed: int = 0,
+    height: int = 200,
+    width: int = 200,
+    max_instances: int = 6,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One image of the shapes data set: (RGB uint8 (H, W, 3), [bool (H, W) mask per instance]).
+
+    Deterministic in its arguments; 1 to `max_instances` instances that do not overlap.
+    """
+    if height < 16 or width < 16:
+        raise ValueError(f"shapes images must be at least 16x16, got {height}x{width}")
+    rng = np.random.default_rng([seed, _domain_code(domain), index])
+    image = _background(rng, height, width)
+    count = int(rng.integers(1, max_instances + 1))
+    taken = np.zeros((height, width), dtype=bool)
+    masks: list[np.ndarray] = []
+    for _ in range(count):
+        for attempt in range(_PLACEMENT_TRIES):
+            window, local, shading = _shape_mask(domain, rng, height, width, 1.0 - attempt / (2 * _PLACEMENT_TRIES))
+            if local.any() and not (local & taken[window]).any():
+                break
+        else:
+            continue
+        colour = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.6, 1.0)),
+                          dtype=np.float32)
+        image[window][local] = shading[local][:, None] * colour
+        mask = np.zeros((height, width), dtype=bool)
+        mask[window] = local
+        taken |= _dilate(mask)
+        masks.append(mask)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), masks
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Mask grown by 2 pixels (a 5x5 square), so that objects keep a visible gap."""
+    grown = mask.copy()
+    for shift in (1, 2):
+        grown[shift:] |= mask[:-shift]
+        grown[:-shift] |= mask[shift:]
+    rows = grown.copy()
+    for shift in (1, 2):
+        grown[:, shift:] |= rows[:, :-shift]
+        grown[:, :-shift] |= rows[:, shift:]
+    return grown
+
+
+class ShapesSource:
+    """`size` records of one shapes domain as a random-access source of `Record`s."""
+
+    def __init__(
+        self,
+        domain: str,
+        size: int = 1000,
+        seed: int = 0,
+        height: int = 200,
+        width: int = 200,
+        max_instances: int = 6,
+    ):
+        _domain_code(domain)
+        if size < 1:
+            raise ValueError(f"shapes domain {domain} must have at least one record, got size={size}")
+        self.domain, self.size, self.seed = domain, size, seed
+        self.height, self.width, self.max_instances = height, width, max_instances
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Record:
+        if not 0 <= index < self.size:
+            raise IndexError(f"shapes index {index} out of range [0, {self.size})")
+        image, masks = shapes_record(self.domain, index, self.seed, self.height, self.width, self.max_instances)
+        return Record(image=image, masks=[m.astype(np.uint8) * 255 for m in masks],
+                      id=f"shapes{self.domain}_{index:06d}")
+
+    def __repr__(self) -> str:
+        return f"ShapesSource({self.domain!r}, size={self.size}, seed={self.seed}, {self.height}x{self.width})"
+
+
+def rectangularity(mask: np.ndarray) -> float:
+    """Area of a mask over the area of its smallest bounding rectangle (any orientation).
+
+    About 1 for squares and rectangles, about pi/4 = 0.785 for discs and ellipses: a translated
+    mask can be scored by which of the two it is closer to. An empty mask gives 0.
+    """
+    ys, xs = np.nonzero(np.asarray(mask))
+    if ys.size == 0:
+        return 0.0
+    angles = np.linspace(0.0, np.pi / 2, 90, endpoint=False)
+    cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    u = xs[None] * cos + ys[None] * sin  # (angles, pixels)
+    v = ys[None] * cos - xs[None] * sin
+    # a pixel is a unit square: its extent along a rotated axis is |cos| + |sin|
+    pad = (np.abs(cos) + np.abs(sin))[:, 0]
+    areas = (np.ptp(u, axis=1) + pad) * (np.ptp(v, axis=1) + pad)
+    return float(ys.size / areas.min())

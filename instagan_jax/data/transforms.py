@@ -1,0 +1,124 @@
+"""Per-record transforms: resize, one random crop and flip for an image and all its masks,
+scaling to [-1, 1], and instance selection (largest area first, padded to `ins_max` slots)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+from instagan_jax.data.errors import DataError
+from instagan_jax.data.records import Record
+
+#: Resampling filters by name; 'area' is PIL's box filter (pixel-area averaging).
+FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "area": Image.Resampling.BOX,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformConfig:
+    """How a record becomes a training example.
+
+    load_size: (H, W) every image and mask is resized to (None: keep the record's size).
+    crop_size: (H, W) of the random crop taken after resizing (None: no crop).
+    flip: random horizontal flip with probability 1/2.
+    ins_max: number K of instance slots; the K largest masks are kept.
+    image_filter, mask_filter: resampling filter names, keys of `FILTERS`.
+    The defaults are the reference's COCO training settings (220 -> 200, flip, bicubic).
+    """
+
+    load_size: tuple[int, int] | None = (220, 220)
+    crop_size: tuple[int, int] | None = (200, 200)
+    flip: bool = True
+    ins_max: int = 4
+    image_filter: str = "bicubic"
+    mask_filter: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        for name in (self.image_filter, self.mask_filter):
+            if name not in FILTERS:
+                raise ValueError(f"unknown resize filter {name!r}; choose from {sorted(FILTERS)}")
+        if self.ins_max < 0:
+            raise ValueError(f"ins_max must be >= 0, got {self.ins_max}")
+        if self.load_size is not None and self.crop_size is not None:
+            if any(c > s for c, s in zip(self.crop_size, self.load_size)):
+                raise ValueError(f"crop_size {self.crop_size} exceeds load_size {self.load_size}")
+
+
+def resize(array: np.ndarray, size: tuple[int, int] | None, filter_name: str) -> np.ndarray:
+    """Resize a uint8 (H, W) or (H, W, 3) array to `size` = (H, W) with PIL; None keeps it."""
+    if size is None or tuple(array.shape[:2]) == tuple(size):
+        return array
+    image = Image.fromarray(array).resize((size[1], size[0]), FILTERS[filter_name])
+    return np.asarray(image)
+
+
+def to_unit_range(array: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1], computed as torchvision's ToTensor + Normalize(0.5, 0.5)."""
+    scaled = array.astype(np.float32) / np.float32(255.0)
+    return (scaled - np.float32(0.5)) / np.float32(0.5)
+
+
+def draw_crop(
+    height: int, width: int, cfg: TransformConfig, rng: np.random.Generator | None
+) -> tuple[int, int, int, int, bool]:
+    """(top, left, crop height, crop width, flip) for one record; rng None: centre crop, no flip."""
+    crop_h, crop_w = cfg.crop_size if cfg.crop_size is not None else (height, width)
+    if crop_h > height or crop_w > width:
+        raise DataError(f"crop {crop_h}x{crop_w} is larger than the resized image {height}x{width}")
+    if rng is None:
+        return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w, False
+    top = int(rng.integers(0, height - crop_h + 1))
+    left = int(rng.integers(0, width - crop_w + 1))
+    flip = bool(cfg.flip and rng.random() < 0.5)
+    return top, left, crop_h, crop_w, flip
+
+
+def order_by_area(masks: list[np.ndarray]) -> np.ndarray:
+    """Indices of `masks` by decreasing area (sum of values), stable for ties."""
+    areas = np.array([int(m.sum(dtype=np.int64)) for m in masks], dtype=np.int64)
+    return np.argsort(-areas, kind="stable")
+
+
+def check_sizes(record: Record) -> None:
+    """`DataError` unless the record is RGB and every mask has its image's height and width."""
+    image = record.image
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DataError(f"record {record.id}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    for i, mask in enumerate(record.masks):
+        if mask.shape != image.shape[:2]:
+            raise DataError(
+                f"record {record.id}: mask {i} is {mask.shape[0]}x{mask.shape[1]} but its image is "
+                f"{image.shape[0]}x{image.shape[1]}"
+            )
+
+
+def transform_record(
+    record: Record, cfg: TransformConfig, rng: np.random.Generator | None = None
+) -> dict[str, np.ndarray | str]:
+    """Record -> {'img' (H, W, 3), 'masks' (K, H, W, 1) float32 in [-1, 1], 'valid' (K,), 'id'}.
+
+    One crop and flip (drawn from `rng`; None: centre crop, no flip) applies to the image and all
+    masks. Masks are ordered by area after cropping, largest first; the K = `cfg.ins_max` largest
+    are kept, the remaining slots are -1. A slot is valid if any of its pixels is > -1.
+    """
+    check_sizes(record)
+    image = resize(record.image, cfg.load_size, cfg.image_filter)
+    top, left, crop_h, crop_w, flip = draw_crop(image.shape[0], image.shape[1], cfg, rng)
+    window = (slice(top, top + crop_h), slice(left, left + crop_w))
+    step = -1 if flip else 1
+
+    image = image[window][:, ::step]
+    masks = [resize(m, cfg.load_size, cfg.mask_filter)[window][:, ::step] for m in record.masks]
+    keep = order_by_area(masks)[: cfg.ins_max]
+
+    slots = np.full((cfg.ins_max, crop_h, crop_w, 1), -1.0, dtype=np.float32)
+    for slot, index in enumerate(keep):
+        slots[slot, :, :, 0] = to_unit_range(masks[index])
+    valid = (slots > -1.0).reshape(cfg.ins_max, -1).any(axis=1)
+    return {"img": to_unit_range(image), "masks": slots, "valid": valid, "id": record.id}

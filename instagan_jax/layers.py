@@ -1,0 +1,111 @@
+"""Pure array functions for the network layers, equal to their PyTorch counterparts.
+
+Layout: activations NHWC, conv kernels HWIO. The PyTorch reference is NCHW / OIHW; conversion
+happens only in `instagan_jax.convert`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+INSTANCE_NORM_EPS = 1e-5
+SPECTRAL_NORM_EPS = 1e-12
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
+           stride: int = 1, padding: int = 0, pad_mode: str = "zeros") -> jax.Array:
+    """2-D cross-correlation like `torch.nn.Conv2d` (after `ReflectionPad2d` when pad_mode='reflect').
+
+    With reflection padding the conv runs zero-padded ('SAME'-sized) on the reflect-padded input and
+    the border is cropped: the same function, but it stays on XLA CPU's fast conv path (PERF_NOTES.md).
+    """
+    if pad_mode == "reflect" and padding:
+        if stride != 1:
+            raise ValueError("reflection padding is only used with stride 1")
+        p = padding
+        x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        y = lax.conv_general_dilated(x, kernel, (1, 1), [(p, p), (p, p)],
+                                     dimension_numbers=_DIMENSIONS)
+        y = y[:, p:-p, p:-p, :]
+    elif pad_mode in ("zeros", "reflect"):
+        y = lax.conv_general_dilated(x, kernel, (stride, stride),
+                                     [(padding, padding), (padding, padding)],
+                                     dimension_numbers=_DIMENSIONS)
+    else:
+        raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
+    return y if bias is None else y + bias
+
+
+def _shift_up(x: jax.Array, axis: int) -> jax.Array:
+    """x[m + 1] along `axis`, zero past the end."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return lax.slice_in_dim(jnp.pad(x, pad), 1, x.shape[axis] + 1, axis=axis)
+
+
+def conv_transpose2d_s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """`torch.nn.ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`: (B,H,W,I) -> (B,2H,2W,O).
+
+    `kernel` is (3, 3, I, O) with PyTorch's tap order (kernel[ky, kx, i, o] == torch_w[i, o, ky, kx]).
+    Written as one matmul and a col2im of strided adds: output row 2m takes tap 1 of input row m,
+    row 2m+1 takes tap 2 of row m plus tap 0 of row m+1 (same along columns). The input-dilated conv
+    form is numerically the same but its weight gradient is ~40x slower on XLA CPU (PERF_NOTES.md).
+    """
+    b, h, w, _ = x.shape
+    taps = jnp.einsum("bhwi,yxio->bhwyxo", x, kernel)  # (B,H,W,3,3,O)
+
+    def tap(ky, kx):
+        return taps[:, :, :, ky, kx, :]
+
+    # Spatial axes of a tap are 1 (rows) and 2 (columns).
+    even_even = tap(1, 1)
+    even_odd = tap(1, 2) + _shift_up(tap(1, 0), 2)
+    odd_even = tap(2, 1) + _shift_up(tap(0, 1), 1)
+    odd_odd = (tap(2, 2) + _shift_up(tap(2, 0), 2) + _shift_up(tap(0, 2), 1)
+               + _shift_up(_shift_up(tap(0, 0), 1), 2))
+    rows_even = jnp.stack([even_even, even_odd], axis=3)  # (B,H,W,2,O): column phase
+    rows_odd = jnp.stack([odd_even, odd_odd], axis=3)
+    y = jnp.stack([rows_even, rows_odd], axis=2)  # (B,H,2,W,2,O): row phase, column phase
+    y = y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+    return y if bias is None else y + bias
+
+
+def instance_norm(x: jax.Array, eps: float = INSTANCE_NORM_EPS) -> jax.Array:
+    """`InstanceNorm2d(affine=False)`: per sample and channel over H, W, biased variance."""
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    centered = x - mean
+    var = jnp.mean(jnp.square(centered), axis=(1, 2), keepdims=True)
+    return centered * lax.rsqrt(var + eps)
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+    """LeakyReLU with the reference's slope 0.2."""
+    return jnp.where(x >= 0, x, 0.2 * x)
+
+
+def l2_normalize(x: jax.Array, eps: float = SPECTRAL_NORM_EPS) -> jax.Array:
+    """The reference's `x / (||x|| + eps)` (eps added to the norm, not clamped)."""
+    return x / (jnp.linalg.norm(x) + eps)
+
+
+def kernel_matrix(kernel: jax.Array) -> jax.Array:
+    """HWIO kernel as PyTorch's `weight.view(out, -1)`: rows = output channels, columns (in, kh, kw)."""
+    return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(kernel.shape[-1], -1)
+
+
+def power_iteration(kernel: jax.Array, u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One power-iteration step on the (constant) weight: v = l2n(W^T u), u = l2n(W v)."""
+    w = lax.stop_gradient(kernel_matrix(kernel))
+    v = l2_normalize(w.T @ u)
+    u = l2_normalize(w @ v)
+    return u, v
+
+
+def spectral_sigma(kernel: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+    """sigma = u . (W v): differentiable in the kernel, u and v held constant."""
+    u, v = lax.stop_gradient(u), lax.stop_gradient(v)
+    return u @ (kernel_matrix(kernel) @ v)
