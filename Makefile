@@ -1,0 +1,31 @@
+# Set-up and common tasks. Every target creates .venv and installs the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+FIXTURE ?= ../shared/parity/reference_small.npz
+
+.PHONY: install test test-all parity bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its test dependencies
+
+test: $(STAMP)  ## the default test suite (slow tests deselected)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## every test, slow ones included
+	$(BIN)/python -m pytest -q -m ""
+
+parity: $(STAMP)  ## compare our networks with the PyTorch reference fixture
+	$(BIN)/instagan parity $(FIXTURE)
+
+bench: $(STAMP)  ## layer and network speed tables (experiments/bench_layers.py)
+	$(BIN)/python experiments/bench_layers.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
