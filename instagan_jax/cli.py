@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from instagan_jax import __version__
+from instagan_jax.data.cli import add_prepare_parser
 
 
 def _parity(args: argparse.Namespace) -> int:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity = commands.add_parser("parity", help="compare our networks with a PyTorch reference fixture")
     parity.add_argument("fixture", help="reference fixture .npz (its .json beside it)")
     parity.set_defaults(func=_parity)
+    add_prepare_parser(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:  # compressed RLE
         rle = segmentation
-    return mask_utils.decode(rle)
+    with warnings.catch_warnings():  # pycocotools' decode predates numpy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle)
 
 
 class CocoSource:

@@ -77,7 +77,9 @@ def scan_domain(
             continue
         name, index = match.group(1), int(match.group(2))
         if index in masks[name]:
-            raise DataError(f"two masks for {name!r} with index {index}: {seg_dir / masks[name][index]} and {seg_dir / rel}")
+            raise DataError(
+                f"two masks for {name!r} with index {index}: {seg_dir / masks[name][index]} and {seg_dir / rel}"
+            )
         masks[name][index] = rel
     if stray:
         log.warning("%d file(s) in %s match no image in %s and are ignored, e.g. %s",

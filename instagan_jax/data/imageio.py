@@ -21,25 +21,22 @@ def is_image_file(name: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(name))[1].lower() in IMAGE_EXTENSIONS
 
 
-def _open(source: str | os.PathLike | bytes, mode: str, what: str, label: str) -> np.ndarray:
+def _open(path: str | os.PathLike, mode: str, what: str) -> np.ndarray:
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        with Image.open(handle) as img:
+        with Image.open(path) as img:
             return np.asarray(img.convert(mode))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read {what} {label}: {err}") from err
+        raise DataError(f"cannot read {what} {os.fspath(path)}: {err}") from err
 
 
-def read_image(path: str | os.PathLike, label: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to RGB uint8 (H, W, 3); `DataError` naming the file if unreadable."""
-    return _open(path, "RGB", "image", label or os.fspath(path))
+    return _open(path, "RGB", "image")
 
 
-def read_mask(path: str | os.PathLike | bytes, label: str | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Decode a mask file to grey uint8 (H, W), 0 = background; `DataError` naming it if unreadable."""
-    if label is None and isinstance(path, bytes):
-        label = "<bytes>"
-    return _open(path, "L", "mask", label or os.fspath(path))
+    return _open(path, "L", "mask")
 
 
 def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
@@ -47,3 +44,12 @@ def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
+
+
+def is_rgb_file(path: str | os.PathLike) -> bool:
+    """True if the image file decodes to 3-channel RGB as it is (header only)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode == "RGB"
+    except (OSError, ValueError, SyntaxError):
+        return False

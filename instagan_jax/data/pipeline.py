@@ -10,7 +10,7 @@ and the iterator state is just the number of batches served.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grain
@@ -32,8 +32,8 @@ class _PairMaker:
         self.sources = {"A": source_a, "B": source_b}
         self.cfg, self.seed, self.skip_bad = cfg, seed, skip_bad
 
-    def _load(self, domain: str, first: int, next_index, rng: np.random.Generator,
-              skipped: list[str]) -> dict[str, Any]:
+    def _load(self, domain: str, first: int, next_index: Callable[[int], int],
+              rng: np.random.Generator, skipped: list[str]) -> dict[str, Any]:
         """Transformed record `first` of a domain; if bad and skipping, the ones `next_index` gives."""
         index = first
         for _ in range(_MAX_BAD_IN_A_ROW):
@@ -93,7 +93,7 @@ class PairLoader:
         source_b: RecordSource,
         *,
         batch_size: int,
-        transform: TransformConfig = TransformConfig(),
+        transform: TransformConfig | None = None,
         seed: int = 0,
         shuffle: bool = True,
         num_epochs: int | None = None,
@@ -109,6 +109,7 @@ class PairLoader:
         if batch_size < 1 or not 0 <= shard_index < shard_count:
             raise ValueError(f"bad batch_size {batch_size} or shard {shard_index} of {shard_count}")
         self.source_a, self.source_b = source_a, source_b
+        transform = transform or TransformConfig()
         self.batch_size, self.transform, self.seed = batch_size, transform, seed
         self.shuffle, self.num_epochs = shuffle, num_epochs
         self.num_threads, self.num_workers = num_threads, num_workers

@@ -43,7 +43,7 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Muted base colour + smooth colour noise + stripes + fine grain, float32 (H, W, 3) in [0, 1]."""
+    """Muted base colour + smooth colour noise + stripes + fine grain, float32 (H, W, 3) (clipped later)."""
     hue, sat, val = rng.random(), rng.uniform(0.1, 0.4), rng.uniform(0.35, 0.75)
     base = np.array(colorsys.hsv_to_rgb(hue, sat, val), dtype=np.float32)
     noise = _smooth_noise(rng, height, width, int(rng.integers(3, 9)))

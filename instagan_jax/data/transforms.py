@@ -120,5 +120,5 @@ def transform_record(
     slots = np.full((cfg.ins_max, crop_h, crop_w, 1), -1.0, dtype=np.float32)
     for slot, index in enumerate(keep):
         slots[slot, :, :, 0] = to_unit_range(masks[index])
-    valid = (slots > -1.0).reshape(cfg.ins_max, -1).any(axis=1)
+    valid = (slots > -1.0).any(axis=(1, 2, 3))
     return {"img": to_unit_range(image), "masks": slots, "valid": valid, "id": record.id}

@@ -1,2 +1,43 @@
 """Preparation of raw public data sets (COCO, CCP, LV-MHP v1) and of the shapes data set into
-encoded records per split, ready for `write_folder` or a TFDS build."""
+encoded records per split, and writing them as a reference-layout folder or a TFDS data set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from instagan_jax.data.folder import write_folder
+from instagan_jax.data.records import EncodedRecord
+
+
+def build_folder_tfds(folder: str | os.PathLike, data_dir: str | os.PathLike, name: str,
+                      skip_bad: bool = False) -> Path:
+    """Build TFDS `instagan_folder/<name>` in `data_dir` from a reference-layout folder; its path."""
+    from instagan_jax.data import tfds_data
+    from instagan_jax.data.instagan_folder import Builder, FolderConfig
+
+    builder = Builder(data_dir=os.fspath(data_dir), config=FolderConfig(name=name, skip_bad=skip_bad))
+    tfds_data.build(builder, folder)
+    return Path(builder.data_dir)
+
+
+def write_splits(
+    splits: Mapping[str, Iterable[EncodedRecord]], out: str | os.PathLike, fmt: str = "folder",
+    name: str = "default",
+) -> dict[str, int]:
+    """Write prepared splits as a reference-layout folder (`fmt='folder'`) into `out`, or as TFDS
+    `instagan_folder/<name>` into data_dir `out` (`fmt='tfds'`, staged as a folder first)."""
+    if fmt == "folder":
+        return write_folder(out, splits)
+    if fmt != "tfds":
+        raise ValueError(f"unknown output format {fmt!r} (folder or tfds)")
+    staging = Path(out) / f".staging_{name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        counts = write_folder(staging, splits)
+        build_folder_tfds(staging, out, name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts

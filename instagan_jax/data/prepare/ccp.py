@@ -25,10 +25,11 @@ def load_mat(path: str | os.PathLike, key: str) -> np.ndarray:
     """Array `key` of a MATLAB file; `DataError` naming the file if it is unreadable or lacks it."""
     try:
         content = scipy.io.loadmat(os.fspath(path))
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DataError(f"cannot read MATLAB file {path}: {err}") from err
     if key not in content:
-        raise DataError(f"MATLAB file {path} has no variable {key!r} (it has {sorted(k for k in content if not k.startswith('__'))})")
+        names = sorted(k for k in content if not k.startswith("__"))
+        raise DataError(f"MATLAB file {path} has no variable {key!r} (it has {names})")
     return content[key]
 
 
@@ -41,7 +42,8 @@ def ccp_labels(root: str | os.PathLike) -> list[str]:
 def ccp_label(labels: list[str], name: str) -> int:
     """Label number of a category name; `DataError` listing the names if unknown."""
     if name not in labels:
-        raise DataError(f"CCP category {name!r} not in label_list.mat; known: {', '.join(l for l in labels if l)}")
+        known = ", ".join(label for label in labels if label)
+        raise DataError(f"CCP category {name!r} not in label_list.mat; known: {known}")
     return labels.index(name)
 
 

@@ -1,0 +1,5 @@
+"""TFDS builder `instagan_coco`: COCO category pairs as InstaGAN domains (see the builder module)."""
+
+from instagan_jax.data.instagan_coco.instagan_coco_dataset_builder import Builder, CocoPairConfig, pair_config
+
+__all__ = ["Builder", "CocoPairConfig", "pair_config"]

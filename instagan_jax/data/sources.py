@@ -1,0 +1,54 @@
+"""One entry point from a data config to the two domain sources."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from instagan_jax.data.records import RecordSource
+
+
+def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]:
+    """(source A, source B) of a data set described by `kind` and its options.
+
+    kind 'shapes': size=1000, seed=0, height=200, width=200, max_instances=6.
+    kind 'folder': root, phase='train' (reference layout, `<root>/<phase>A`, ...).
+    kind 'coco': annotations (instances json), images (folder), category_a, category_b, include_crowd=True.
+    kind 'tfds': name (e.g. 'instagan_coco/sheep_giraffe'), data_dir=None, phase='train'.
+    """
+    if kind == "shapes":
+        from instagan_jax.data.shapes import ShapesSource
+
+        return ShapesSource("A", **options), ShapesSource("B", **options)
+    if kind == "folder":
+        from instagan_jax.data.folder import FolderSource
+
+        root, phase = _required(options, "root"), options.pop("phase", "train")
+        _no_more(kind, options)
+        return FolderSource(root, phase, "A"), FolderSource(root, phase, "B")
+    if kind == "coco":
+        from instagan_jax.data.coco import coco_sources
+
+        return coco_sources(
+            _required(options, "annotations"), _required(options, "images"),
+            _required(options, "category_a"), _required(options, "category_b"), **options,
+        )
+    if kind == "tfds":
+        from instagan_jax.data.tfds_data import TfdsSource
+
+        name, phase = _required(options, "name"), options.pop("phase", "train")
+        data_dir: str | os.PathLike | None = options.pop("data_dir", None)
+        _no_more(kind, options)
+        return TfdsSource(name, f"{phase}A", data_dir), TfdsSource(name, f"{phase}B", data_dir)
+    raise ValueError(f"unknown data kind {kind!r}: choose shapes, folder, coco or tfds")
+
+
+def _required(options: dict[str, Any], key: str) -> Any:
+    if key not in options:
+        raise ValueError(f"data option {key!r} is required")
+    return options.pop(key)
+
+
+def _no_more(kind: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"unknown option(s) for data kind {kind!r}: {sorted(options)}")

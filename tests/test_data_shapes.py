@@ -1,0 +1,57 @@
+"""The built-in shapes data set: deterministic, exact masks, round vs angular, any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instagan_jax.data import ShapesSource, rectangularity, shapes_record
+
+ROUND_ANGULAR_THRESHOLD = 0.84  # rectangularity: discs/ellipses below, squares/rectangles above
+
+
+def test_deterministic_in_its_arguments():
+    image, masks = shapes_record("A", 7, seed=3, height=64, width=80)
+    again, masks_again = shapes_record("A", 7, seed=3, height=64, width=80)
+    np.testing.assert_array_equal(image, again)
+    assert len(masks) == len(masks_again) and all(np.array_equal(a, b) for a, b in zip(masks, masks_again))
+    other, _ = shapes_record("A", 7, seed=4, height=64, width=80)
+    assert not np.array_equal(image, other)
+    assert not np.array_equal(image, shapes_record("B", 7, seed=3, height=64, width=80)[0])
+
+
+@pytest.mark.parametrize("height, width", [(200, 200), (64, 96), (300, 180)])
+def test_instances_and_masks(height, width):
+    counts = []
+    for domain in "AB":
+        for index in range(30):
+            image, masks = shapes_record(domain, index, height=height, width=width)
+            assert image.shape == (height, width, 3) and image.dtype == np.uint8
+            assert 1 <= len(masks) <= 6
+            counts.append(len(masks))
+            stack = np.stack(masks)
+            assert stack.dtype == bool and stack.shape == (len(masks), height, width)
+            assert stack.any(axis=(1, 2)).all() and (stack.sum(0) <= 1).all()  # non-empty, disjoint
+            for mask in masks:  # an instance is one colour with mild shading: its pixels stay near their mean
+                inside = image[mask].astype(float).mean(0)
+                assert np.abs(image[mask].astype(float) - inside).max() < 80
+    assert len(set(counts)) >= 4  # the count varies
+
+
+def test_round_and_angular_domains_are_separable():
+    scores = {domain: [rectangularity(m) for i in range(40) for m in shapes_record(domain, i)[1]]
+              for domain in "AB"}
+    assert max(scores["A"]) < ROUND_ANGULAR_THRESHOLD < min(scores["B"])
+    assert abs(np.median(scores["A"]) - np.pi / 4) < 0.05 and np.median(scores["B"]) > 0.93
+    assert rectangularity(np.zeros((5, 5), bool)) == 0.0
+
+
+def test_source():
+    source = ShapesSource("B", size=5, seed=1, height=48, width=40)
+    record = source[4]
+    assert len(source) == 5 and record.id == "shapesB_000004" and record.image.shape == (48, 40, 3)
+    assert all(m.dtype == np.uint8 and set(np.unique(m)) <= {0, 255} for m in record.masks)
+    with pytest.raises(IndexError):
+        source[5]
+    with pytest.raises(ValueError, match="'A' or 'B'"):
+        ShapesSource("C")
