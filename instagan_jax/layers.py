@@ -20,17 +20,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
            stride: int = 1, padding: int = 0, pad_mode: str = "zeros") -> jax.Array:
     """2-D cross-correlation like `torch.nn.Conv2d` (after `ReflectionPad2d` when pad_mode='reflect').
 
-    With reflection padding the conv runs zero-padded ('SAME'-sized) on the reflect-padded input and
-    the border is cropped: the same function, but it stays on XLA CPU's fast conv path (PERF_NOTES.md).
+    With reflection padding it is `_fast_valid_conv` of the reflect-padded input (PERF_NOTES.md).
     """
     if pad_mode == "reflect" and padding:
         if stride != 1:
             raise ValueError("reflection padding is only used with stride 1")
         p = padding
-        x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-        y = lax.conv_general_dilated(x, kernel, (1, 1), [(p, p), (p, p)],
-                                     dimension_numbers=_DIMENSIONS)
-        y = y[:, p:-p, p:-p, :]
+        y = _fast_valid_conv(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect"), kernel)
     elif pad_mode in ("zeros", "reflect"):
         y = lax.conv_general_dilated(x, kernel, (stride, stride),
                                      [(padding, padding), (padding, padding)],
@@ -38,6 +34,42 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
     else:
         raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
     return y if bias is None else y + bias
+
+
+def _valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 conv without padding."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
+
+
+def _same_conv_cropped(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`_valid_conv` computed as a zero-padded ('SAME') conv with the border cropped: the same values."""
+    kh, kw = kernel.shape[:2]
+    top, left = (kh - 1) // 2, (kw - 1) // 2  # the low side of lax's SAME padding
+    y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
+    return y[:, top:top + x.shape[1] - kh + 1, left:left + x.shape[2] - kw + 1]
+
+
+@jax.custom_vjp
+def _fast_valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`_valid_conv` with its forward as `_same_conv_cropped` and its VJP that of `_valid_conv`.
+
+    Each direction takes the form that stays on XLA CPU's fast conv path on a reflect-padded input
+    (PERF_NOTES.md, experiments/bench_layers.py): for the 7x7 heads with 3 or 1 output channels the
+    VALID forward is ~20x slower and the SAME form's fwd+bwd ~7x slower than this. Reverse mode only
+    (a custom VJP has no forward-mode rule).
+    """
+    return _same_conv_cropped(x, kernel)
+
+
+def _fast_valid_conv_fwd(x: jax.Array, kernel: jax.Array):
+    return _same_conv_cropped(x, kernel), (x, kernel)
+
+
+def _fast_valid_conv_bwd(residuals, cotangent: jax.Array):
+    return jax.vjp(_valid_conv, *residuals)[1](cotangent)
+
+
+_fast_valid_conv.defvjp(_fast_valid_conv_fwd, _fast_valid_conv_bwd)
 
 
 def _shift_up(x: jax.Array, axis: int) -> jax.Array:
