@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from instagan_jax.data.cli import main as _cli_main  # noqa: E402
+from instagan_jax.data.cli import main as _cli_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

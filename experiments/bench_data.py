@@ -9,16 +9,13 @@ reference-layout folder (PNG decode + resize 220 -> crop 200 + flip). Prints a t
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from instagan_jax.data import FolderSource, PairLoader, ShapesSource, TransformConfig  # noqa: E402
-from instagan_jax.data.folder import write_folder  # noqa: E402
-from instagan_jax.data.prepare.shapes import shapes_splits  # noqa: E402
+from instagan_jax.data import FolderSource, PairLoader, ShapesSource, TransformConfig
+from instagan_jax.data.folder import write_folder
+from instagan_jax.data.prepare.shapes import shapes_splits
 
 TRANSFORM = TransformConfig(load_size=(220, 220), crop_size=(200, 200), flip=True, ins_max=8)
 WARMUP_BATCHES = 2

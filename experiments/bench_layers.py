@@ -18,18 +18,15 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from instagan_jax import layers, models  # noqa: E402
+from instagan_jax import layers, models
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 WARMUP_CALLS = 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -150,12 +150,11 @@ class _Checker:
         self.fixture = fixture
         self.checks: list[Check] = []
 
-    def compare(self, key: str, kind: str, compute: Callable[[], np.ndarray],
-                name: str | None = None) -> None:
+    def compare(self, key: str, kind: str, ours, name: str | None = None) -> None:
         if key not in self.fixture.arrays:
             return
         mode, tolerance = self.fixture.tolerances[kind]
-        error = _max_error(mode, compute(), self.fixture.arrays[key])
+        error = _max_error(mode, ours, self.fixture.arrays[key])
         self.checks.append(Check(name or key, kind, mode, tolerance, error))
 
 
@@ -171,9 +170,8 @@ def _selected_sets(fixture: Fixture) -> dict[str, tuple]:
 
 def _input_checks(checker: _Checker, sets: dict[str, tuple]) -> None:
     for domain, (_, masks, _) in sets.items():
-        checker.compare(f"input/{domain}_segs_selected", "outputs", lambda m=masks: np.asarray(m)[..., 0])
-        checker.compare(f"input/{domain}_seg_merged", "outputs",
-                        lambda m=masks: to_nchw(losses.merge_masks(m)))
+        checker.compare(f"input/{domain}_segs_selected", "outputs", np.asarray(masks)[..., 0])
+        checker.compare(f"input/{domain}_seg_merged", "outputs", to_nchw(losses.merge_masks(masks)))
 
 
 def _round_trip_checks(checker: _Checker, fixture: Fixture) -> None:
@@ -193,25 +191,25 @@ def _forward_checks(checker: _Checker, fixture: Fixture, sets: dict[str, tuple])
     for gen, domain in (("G_A", "A"), ("G_B", "B")):
         img, masks, valid = sets[domain]
         fakes[gen] = apply(import_network(fixture, gen), img, masks, valid)
-        checker.compare(f"fwd/{gen}_full", "outputs", lambda f=fakes[gen]: join_set(*f))
+        checker.compare(f"fwd/{gen}_full", "outputs", join_set(*fakes[gen]))
     for disc, real_domain, gen in (("D_A", "B", "G_A"), ("D_B", "A", "G_B")):
         img, masks, valid = sets[real_domain]
         net = import_network(fixture, disc)
-        checker.compare(f"fwd/{disc}_real", "outputs", lambda: to_nchw(apply(net, img, masks, valid)))
+        checker.compare(f"fwd/{disc}_real", "outputs", to_nchw(apply(net, img, masks, valid)))
         after = convert.to_reference(net)
-        for key in fixture.arrays:
-            if key.startswith(f"fwd/{disc}_real_after/"):
-                checker.compare(key, "outputs", lambda k=key: after[k.rsplit("/", 1)[1]])
+        prefix = f"fwd/{disc}_real_after/"
+        for key in [k for k in fixture.arrays if k.startswith(prefix)]:
+            checker.compare(key, "outputs", after[key[len(prefix):]])
         fake_img, fake_masks = fakes[gen]
-        checker.compare(f"fwd/{disc}_fake", "outputs", lambda d=disc: to_nchw(apply(
-            import_network(fixture, d), fake_img, fake_masks, instances.mask_valid(fake_masks))))
+        fake_scores = apply(import_network(fixture, disc), fake_img, fake_masks, instances.mask_valid(fake_masks))
+        checker.compare(f"fwd/{disc}_fake", "outputs", to_nchw(fake_scores))
     for disc in ("D_A", "D_B"):
         key = f"fwd/{disc}_batch2_in"
         if key in fixture.arrays:
             img, masks = split_set(fixture.arrays[key], c)
             net = import_network(fixture, disc)
             checker.compare(f"fwd/{disc}_batch2_out", "outputs",
-                            lambda: to_nchw(apply(net, img, masks, instances.batchwide_valid(masks))),
+                            to_nchw(apply(net, img, masks, instances.batchwide_valid(masks))),
                             name=f"fwd/{disc}_batch2_out (reference's batch-wide slot rule)")
 
 
@@ -231,12 +229,11 @@ def _inference_checks(checker: _Checker, fixture: Fixture, sets: dict[str, tuple
     for src, dst, gen, back in (("A", "B", "G_A", "G_B"), ("B", "A", "G_B", "G_A")):
         img, masks, valid = sets[src]
         out = translate(nets[gen], nets[back], img, masks, ins_per=fixture.ins_per, ins_max=fixture.ins_max)
-        checker.compare(f"test/fake_{dst}_img", "outputs", lambda o=out: to_nchw(o.fake_img))
-        checker.compare(f"test/rec_{src}_img", "outputs", lambda o=out: to_nchw(o.rec_img))
-        checker.compare(f"test/fake_{dst}_seg", "outputs", lambda o=out: to_nchw(o.fake_union))
-        checker.compare(f"test/fake_{dst}_seg_mul", "outputs", lambda o=out: np.asarray(o.fake_masks)[..., 0])
-        checker.compare(f"test/rec_{src}_seg", "outputs",
-                        lambda o=out, v=valid: _stale_union(o.rec_masks, v, fixture.ins_per),
+        checker.compare(f"test/fake_{dst}_img", "outputs", to_nchw(out.fake_img))
+        checker.compare(f"test/rec_{src}_img", "outputs", to_nchw(out.rec_img))
+        checker.compare(f"test/fake_{dst}_seg", "outputs", to_nchw(out.fake_union))
+        checker.compare(f"test/fake_{dst}_seg_mul", "outputs", np.asarray(out.fake_masks)[..., 0])
+        checker.compare(f"test/rec_{src}_seg", "outputs", _stale_union(out.rec_masks, valid, fixture.ins_per),
                         name=f"test/rec_{src}_seg (reference's stale re-append of skipped groups)")
 
 
