@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FIXTURE ?= ../shared/parity/reference_small.npz
 
-.PHONY: install test test-all parity bench clean
+.PHONY: install demo test test-all parity bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its test dependencies
+
+DEMO_DIR ?= runs/demo
+DEMO_STEPS ?= 300
+
+demo: $(STAMP)  ## train on the built-in shapes data for a few minutes; writes samples and a checkpoint
+	$(BIN)/instagan train --config default --workdir $(DEMO_DIR) --steps $(DEMO_STEPS)
 
 test: $(STAMP)  ## the default test suite (slow tests deselected)
 	$(BIN)/python -m pytest -q
@@ -28,4 +34,4 @@ bench: $(STAMP)  ## layer and network speed tables (experiments/bench_layers.py)
 	$(BIN)/python experiments/bench_layers.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from instagan_jax import __version__
@@ -12,9 +13,35 @@ from instagan_jax.data.cli import add_prepare_parser
 def _parity(args: argparse.Namespace) -> int:
     from instagan_jax.parity import format_report, run_parity
 
-    checks = run_parity(args.fixture)
-    print(format_report(checks))
+    notes: list[str] = []
+    checks = run_parity(args.fixture, notes)
+    print(format_report(checks, notes))
     return 0 if all(c.passed for c in checks) else 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from instagan_jax.config import load_config
+    from instagan_jax.trainer import train
+
+    config = load_config(args.config, args.set)
+    summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress)
+    done = summary.step - summary.start_step
+    print(f"{done} iteration(s) in this run ({summary.iterations_per_second:.2f} it/s after compiling); "
+          f"now at iteration {summary.step}")
+    print(f"workdir:    {summary.workdir.resolve()}")
+    if summary.checkpoint is not None:
+        print(f"checkpoint: {summary.checkpoint}")
+    if summary.sample is not None:
+        print(f"samples:    {summary.sample.parent.resolve()} (latest {summary.sample.name})")
+    print(f"metrics:    {summary.workdir.resolve() / 'metrics.jsonl'} and tensorboard/")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from instagan_jax.trainer import checksums
+
+    print(json.dumps(checksums(args.workdir), indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("fixture", help="reference fixture .npz (its .json beside it)")
     parity.set_defaults(func=_parity)
     add_prepare_parser(commands)
+    train = commands.add_parser("train", help="train InstaGAN (resumes when the workdir has checkpoints)")
+    train.add_argument("--config", default="default",
+                       help="config name in experiments/configs/ or a JSON file (default: default)")
+    train.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and samples")
+    train.add_argument("--steps", type=int, default=None,
+                       help="train until this many iterations in total (default: the config's)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.batch_size=4 (repeatable)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+    info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
+    info.add_argument("workdir")
+    info.set_defaults(func=_info)
     return parser
 
 
@@ -34,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, KeyError, ValueError) as err:
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
         print(f"instagan {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,285 @@
+"""The training loop behind `instagan train`: data, device mesh, jitted iterations, checkpoints, logs.
+
+    from instagan_jax.config import load_config
+    from instagan_jax.trainer import train
+    summary = train(load_config("default"), "runs/demo", steps=300)
+
+A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
+`samples/step_<N>.png`. Running again on a workdir with checkpoints resumes from the newest
+readable one. SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly; a NaN or inf loss
+stops with an error naming the step and the loss term, keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from instagan_jax import data, training
+from instagan_jax.checkpoint import Checkpoints, replicated_abstract
+from instagan_jax.config import Config
+from instagan_jax.visuals import sample_grid, save_png
+
+log = logging.getLogger(__name__)
+BATCH_KEYS = tuple(f"{kind}_{d}" for d in ("A", "B") for kind in ("img", "masks", "valid"))
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainSummary:
+    """What a call to `train` did."""
+
+    workdir: Path
+    start_step: int
+    step: int
+    interrupted: bool
+    checkpoint: Path | None
+    sample: Path | None
+    iterations_per_second: float  # after the first (compiling) iteration of this call
+
+
+def make_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over all devices (all hosts), axis 'data'."""
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_iteration(spec: training.StepSpec, mesh: jax.sharding.Mesh) -> Callable:
+    """The jitted iteration: state replicated, batch sharded over 'data'; visuals of sample 0 only."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    sharded = NamedSharding(mesh, PartitionSpec("data"))
+
+    def iteration(state, batch):
+        state, metrics, visuals = training.train_iteration(spec, state, batch)
+        return state, metrics, jax.tree.map(lambda x: x[:1], visuals)
+
+    return jax.jit(iteration, in_shardings=(replicated, sharded), out_shardings=replicated,
+                   donate_argnums=0)
+
+
+def step_spec(config: Config, iters_per_epoch: float) -> training.StepSpec:
+    """The static description of an iteration for a config."""
+    t = config.train
+    if config.data.crop_size is None:
+        raise ValueError("data.crop_size must be set: training needs one image size, e.g. [200, 200]")
+    height, width = config.data.crop_size
+    schedule = training.Schedule(lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps, niter=t.niter,
+                                 niter_decay=t.niter_decay, epoch_count=t.epoch_count,
+                                 iters_per_epoch=float(iters_per_epoch))
+    if t.unroll_groups not in (True, False, "auto"):
+        raise ValueError(f"train.unroll_groups must be true, false or \"auto\", got {t.unroll_groups!r}")
+    unroll = jax.default_backend() == "cpu" if t.unroll_groups == "auto" else t.unroll_groups
+    return training.StepSpec(config.model, height, width, ins_max=t.ins_max, ins_per=t.ins_per,
+                             pool_size=t.pool_size, weights=config.loss, schedule=schedule, unroll_groups=unroll)
+
+
+def make_loader(config: Config) -> data.PairLoader:
+    """This process's shard of the config's data, batch = global batch / number of processes."""
+    d, t = config.data, config.train
+    if t.batch_size % jax.process_count():
+        raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
+    source_a, source_b = data.open_sources(d.kind, **dict(d.options))
+    transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=t.ins_max)
+    return data.PairLoader(source_a, source_b, batch_size=t.batch_size // jax.process_count(),
+                           transform=transform, seed=t.seed, num_threads=d.num_threads,
+                           num_workers=d.num_workers, skip_bad=d.skip_bad,
+                           shard_index=jax.process_index(), shard_count=jax.process_count())
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """This process's part of the batch -> global arrays sharded over 'data'."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in BATCH_KEYS}
+
+
+def check_finite(metrics: dict[str, np.ndarray], step: int) -> None:
+    """Raise TrainingError naming the step, loss term and mask group of a NaN or inf loss."""
+    for name, values in metrics.items():
+        if name.startswith("ran_"):
+            continue
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise TrainingError(f"iteration {step}: loss {name} is {values[bad[0]]} (mask group {bad[0]})")
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict[str, str | None]]:
+    """While inside, SIGTERM and SIGINT set `flag['signal']` instead of killing the process."""
+    flag: dict[str, str | None] = {"signal": None}
+
+    def handler(signum, _frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Logs:
+    """Metrics as JSON lines and TensorBoard scalars (written by process 0 only)."""
+
+    def __init__(self, workdir: Path):
+        self.enabled = jax.process_index() == 0
+        self.jsonl = workdir / "metrics.jsonl"
+        self.writer = None
+        if self.enabled:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        for name, value in scalars.items():
+            self.writer.add_scalar(name if "/" in name else f"loss/{name}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> int:
+    if steps is not None:
+        return steps
+    if config.train.steps is not None:
+        return config.train.steps
+    return math.ceil((config.train.niter + config.train.niter_decay) * iters_per_epoch)
+
+
+def train(config: Config, workdir: str | Path, *, steps: int | None = None,
+          loader: data.PairLoader | None = None, progress: bool = True,
+          on_step: Callable[[int], None] | None = None) -> TrainSummary:
+    """Train (or resume) until `steps` iterations are done (default: the config's).
+
+    `loader` replaces the config's data (tests); `on_step(step)` is called after every iteration.
+    """
+    from tqdm import tqdm
+
+    if config.train.distributed:
+        jax.distributed.initialize()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = make_mesh()
+    if config.train.batch_size % mesh.size:
+        raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {mesh.size} devices")
+    loader = loader or make_loader(config)
+    spec = step_spec(config, loader.batches_per_epoch)
+    total = _total_steps(config, steps, loader.batches_per_epoch)
+    config_dict = config.to_dict()
+    checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec, config.train.seed)), replicated)
+    restored = checkpoints.restore_latest(abstract, config_dict)
+    if restored is None:
+        state = jax.device_put(training.init_state(spec, config.train.seed), replicated)
+        start = 0
+    else:
+        start, state, data_state = restored
+        data_state["pipeline"]["shard_index"] = jax.process_index()
+        loader.set_state(data_state)
+        print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
+    if jax.process_index() == 0:
+        _write_json(workdir / "config.json", config_dict)
+    iteration = compiled_iteration(spec, mesh)
+    sharded = NamedSharding(mesh, PartitionSpec("data"))
+    logs = _Logs(workdir)
+    step, checkpoint, sample, interrupted = start, None, None, False
+    timer = None  # (time, step) after the first iteration of this run, so compile time is excluded
+    bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not progress or jax.process_index())
+    try:
+        with stop_on_signals() as stop:
+            visuals = None
+            while step < total and not stop["signal"]:
+                state, metrics, visuals = iteration(state, to_global(next(loader), sharded))
+                metrics = jax.device_get(metrics)
+                step += 1
+                if timer is None:
+                    timer = (time.perf_counter(), step)
+                check_finite(metrics, step)
+                scalars = training.summarize(metrics)
+                if step % config.log.log_every == 0 or step == total:
+                    lr = float(spec.schedule.lr_at(step - 1))
+                    logs.write(step, {**scalars, "train/lr": lr, "train/skipped_records": loader.skips.count})
+                    bar.set_postfix({k: f"{scalars[k]:.3f}" for k in ("G", "D_A", "D_B")}, refresh=False)
+                if step % config.log.sample_every == 0:
+                    sample = _save_sample(workdir, step, visuals)
+                if step % config.log.checkpoint_every == 0:
+                    checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(step)
+            interrupted = stop["signal"] is not None
+            if step > start or not checkpoints.steps():
+                checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
+            if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
+                sample = _save_sample(workdir, step, visuals)
+            if interrupted:
+                print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
+                      "Run the same command again to resume.")
+    finally:
+        bar.close()
+        logs.close()
+        loader.close()
+        checkpoints.close()
+    rate = 0.0
+    if timer is not None and step > timer[1]:
+        rate = (step - timer[1]) / (time.perf_counter() - timer[0])
+    return TrainSummary(workdir, start, step, interrupted, checkpoint, sample, rate)
+
+
+def _save_sample(workdir: Path, step: int, visuals: Any) -> Path | None:
+    if jax.process_index() != 0:
+        return None
+    return save_png(sample_grid(jax.device_get(visuals)), workdir / "samples" / f"step_{step:07d}.png")
+
+
+def _write_json(path: Path, values: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def checksums(workdir: str | Path) -> dict[str, Any]:
+    """The newest checkpoint's step and a float64 sum of squares of each network's parameters."""
+    from instagan_jax.config import config_from_dict
+
+    checkpoints = Checkpoints(workdir)
+    try:
+        steps = checkpoints.steps()
+        if not steps:
+            raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
+        config = config_from_dict(checkpoints.read_config(steps[-1]))
+        spec = step_spec(config, 1.0)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
+        step, state, _ = checkpoints.restore_latest(abstract)
+    finally:
+        checkpoints.close()
+    sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))
+            for name, params in state.params.items()}
+    return {"workdir": str(Path(workdir).resolve()), "step": int(step),
+            "checkpoint": str(checkpoints.directory / str(step)), "param_sum_of_squares": sums}
