@@ -119,11 +119,15 @@ def check_finite(metrics: dict[str, np.ndarray], step: int) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[dict[str, str | None]]:
-    """While inside, SIGTERM and SIGINT set `flag['signal']` instead of killing the process."""
+    """While inside, SIGTERM and SIGINT set `flag['signal']` instead of killing the process; a second
+    Ctrl-C raises KeyboardInterrupt at once (no checkpoint)."""
     flag: dict[str, str | None] = {"signal": None}
 
     def handler(signum, _frame):
+        if flag["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         flag["signal"] = signal.Signals(signum).name
+        print(f"\n{flag['signal']}: finishing this iteration, then saving a checkpoint (Ctrl-C again: stop now)")
 
     previous = {}
     with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
@@ -204,6 +208,8 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
     if jax.process_index() == 0:
         _write_json(workdir / "config.json", config_dict)
+    if start >= total:
+        print(f"nothing to do: the workdir is at iteration {start} of {total} (raise --steps to go on)")
     iteration = compiled_iteration(spec, mesh)
     sharded = NamedSharding(mesh, PartitionSpec("data"))
     logs = _Logs(workdir)

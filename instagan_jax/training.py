@@ -337,7 +337,7 @@ def select_sets(spec: StepSpec, batch: dict[str, jax.Array]) -> dict[str, RealSe
 def initial_carry(spec: StepSpec, state: TrainState, real: dict[str, RealSet]) -> Carry:
     """Before the first group: real images, translated sets all -1 (not reached yet)."""
     batch = real["A"].img.shape[0]
-    empty = -jnp.ones((batch, spec.set_slots, spec.height, spec.width, 1), jnp.float32)
+    empty = -jnp.ones((batch, spec.set_slots, spec.height, spec.width, 1), real["A"].img.dtype)
     no_valid = jnp.zeros((batch, spec.set_slots), bool)
     return Carry(state, {d: real[d].img for d in real}, {d: empty for d in real},
                  {d: no_valid for d in real})
