@@ -174,6 +174,24 @@ def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> i
     return math.ceil((config.train.niter + config.train.niter_decay) * iters_per_epoch)
 
 
+def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: Config,
+                     mesh: jax.sharding.Mesh, loader: data.PairLoader) -> tuple[training.TrainState, int]:
+    """The newest checkpoint's state (and loader position), or a fresh state at iteration 0."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def fresh() -> training.TrainState:
+        return training.init_state(spec, config.train.seed)
+
+    restored = checkpoints.restore_latest(replicated_abstract(jax.eval_shape(fresh), replicated), config.to_dict())
+    if restored is None:
+        return jax.device_put(fresh(), replicated), 0
+    start, state, data_state = restored
+    data_state["pipeline"]["shard_index"] = jax.process_index()
+    loader.set_state(data_state)
+    print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
+    return state, start
+
+
 def train(config: Config, workdir: str | Path, *, steps: int | None = None,
           loader: data.PairLoader | None = None, progress: bool = True,
           on_step: Callable[[int], None] | None = None) -> TrainSummary:
@@ -190,71 +208,55 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     mesh = make_mesh()
     if config.train.batch_size % mesh.size:
         raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {mesh.size} devices")
-    loader = loader or make_loader(config)
-    spec = step_spec(config, loader.batches_per_epoch)
-    total = _total_steps(config, steps, loader.batches_per_epoch)
     config_dict = config.to_dict()
-    checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec, config.train.seed)), replicated)
-    restored = checkpoints.restore_latest(abstract, config_dict)
-    if restored is None:
-        state = jax.device_put(training.init_state(spec, config.train.seed), replicated)
-        start = 0
-    else:
-        start, state, data_state = restored
-        data_state["pipeline"]["shard_index"] = jax.process_index()
-        loader.set_state(data_state)
-        print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
-    if jax.process_index() == 0:
-        _write_json(workdir / "config.json", config_dict)
-    if start >= total:
-        print(f"nothing to do: the workdir is at iteration {start} of {total} (raise --steps to go on)")
-    iteration = compiled_iteration(spec, mesh)
-    sharded = NamedSharding(mesh, PartitionSpec("data"))
-    logs = _Logs(workdir)
-    step, checkpoint, sample, interrupted = start, None, None, False
-    timer = None  # (time, step) after the first iteration of this run, so compile time is excluded
-    bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not progress or jax.process_index())
-    try:
-        with stop_on_signals() as stop:
-            visuals = None
-            while step < total and not stop["signal"]:
-                state, metrics, visuals = iteration(state, to_global(next(loader), sharded))
-                metrics = jax.device_get(metrics)
-                step += 1
-                if timer is None:
-                    timer = (time.perf_counter(), step)
-                check_finite(metrics, step)
+    with contextlib.ExitStack() as cleanup:
+        loader = loader or make_loader(config)
+        cleanup.callback(loader.close)
+        spec = step_spec(config, loader.batches_per_epoch)
+        total = _total_steps(config, steps, loader.batches_per_epoch)
+        checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
+        cleanup.callback(checkpoints.close)
+        state, start = _restore_or_init(checkpoints, spec, config, mesh, loader)
+        if jax.process_index() == 0:
+            _write_json(workdir / "config.json", config_dict)
+        if start >= total:
+            print(f"nothing to do: the workdir is at iteration {start} of {total} (raise --steps to go on)")
+        iteration = compiled_iteration(spec, mesh)
+        sharded = NamedSharding(mesh, PartitionSpec("data"))
+        logs = _Logs(workdir)
+        cleanup.callback(logs.close)
+        bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not progress or jax.process_index())
+        cleanup.callback(bar.close)
+        stop = cleanup.enter_context(stop_on_signals())
+        step, checkpoint, sample, visuals = start, None, None, None
+        timer = None  # (time, step) after the first iteration of this call, so compile time is excluded
+        while step < total and not stop["signal"]:
+            state, metrics, visuals = iteration(state, to_global(next(loader), sharded))
+            metrics = jax.device_get(metrics)
+            step += 1
+            timer = timer or (time.perf_counter(), step)
+            check_finite(metrics, step)
+            if step % config.log.log_every == 0 or step == total:
                 scalars = training.summarize(metrics)
-                if step % config.log.log_every == 0 or step == total:
-                    lr = float(spec.schedule.lr_at(step - 1))
-                    logs.write(step, {**scalars, "train/lr": lr, "train/skipped_records": loader.skips.count})
-                    bar.set_postfix({k: f"{scalars[k]:.3f}" for k in ("G", "D_A", "D_B")}, refresh=False)
-                if step % config.log.sample_every == 0:
-                    sample = _save_sample(workdir, step, visuals)
-                if step % config.log.checkpoint_every == 0:
-                    checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
-                bar.update(1)
-                if on_step is not None:
-                    on_step(step)
-            interrupted = stop["signal"] is not None
-            if step > start or not checkpoints.steps():
-                checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
-            if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
+                lr = float(spec.schedule.lr_at(step - 1))
+                logs.write(step, {**scalars, "train/lr": lr, "train/skipped_records": loader.skips.count})
+                bar.set_postfix({k: f"{scalars[k]:.3f}" for k in ("G", "D_A", "D_B")}, refresh=False)
+            if step % config.log.sample_every == 0:
                 sample = _save_sample(workdir, step, visuals)
-            if interrupted:
-                print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
-                      "Run the same command again to resume.")
-    finally:
-        bar.close()
-        logs.close()
-        loader.close()
-        checkpoints.close()
-    rate = 0.0
-    if timer is not None and step > timer[1]:
-        rate = (step - timer[1]) / (time.perf_counter() - timer[0])
-    return TrainSummary(workdir, start, step, interrupted, checkpoint, sample, rate)
+            if step % config.log.checkpoint_every == 0:
+                checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
+            bar.update(1)
+            if on_step is not None:
+                on_step(step)
+        if step > start or not checkpoints.steps():
+            checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
+        if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
+            sample = _save_sample(workdir, step, visuals)
+        if stop["signal"]:
+            print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
+                  "Run the same command again to resume.")
+    rate = (step - timer[1]) / (time.perf_counter() - timer[0]) if timer and step > timer[1] else 0.0
+    return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate)
 
 
 def _save_sample(workdir: Path, step: int, visuals: Any) -> Path | None:
