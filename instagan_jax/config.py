@@ -93,9 +93,9 @@ def _build(cls: type, values: dict[str, Any], where: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key(s) {[f'{where}{k}' for k in unknown]}; known: {sorted(fields)}")
-    kwargs = {}
+    kwargs, defaults = {}, cls()
     for name, value in values.items():
-        default = getattr(cls(), name)
+        default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}{name}.")
         elif isinstance(value, list):

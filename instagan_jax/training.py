@@ -293,8 +293,8 @@ def group_step(spec: StepSpec, carry: Carry, group: tuple, real: dict[str, RealS
     pools, grads = dict(state.pools), dict(g_grads)
     pool_keys = jax.random.split(key, 2)
     for i, d in enumerate(DIRECTIONS):
-        source, target, _, _, disc, _ = DIRECTIONS[d]
-        out = jax.tree.map(jax.lax.stop_gradient, outputs[d])
+        _, target, _, _, disc, _ = DIRECTIONS[d]
+        out = outputs[d]  # auxiliary outputs of the G loss: constants here
         spectral[disc] = _where(ran[d], out["vectors"], spectral[disc])  # the D call inside the G step
         new_pool, (fake_img, fake_masks, fake_valid) = pool.query(
             pools[target], pool_keys[i], out["fake_img"], out["set_masks"], out["set_valid"], runs[d])
@@ -317,11 +317,11 @@ def group_step(spec: StepSpec, carry: Carry, group: tuple, real: dict[str, RealS
         source, target = DIRECTIONS[d][:2]
         out = outputs[d]
         keep = runs[d][:, None, None, None]
-        next_img[source] = jax.lax.stop_gradient(jnp.where(keep, out["fake_img"], carry.img[source]))
-        fake_masks[target] = jax.lax.stop_gradient(out["set_masks"])
+        next_img[source] = jnp.where(keep, out["fake_img"], carry.img[source])
+        fake_masks[target] = out["set_masks"]
         fake_valid[target] = out["set_valid"]
     new_carry = Carry(new_state, next_img, fake_masks, fake_valid)
-    return new_carry, GroupOutputs(terms, ran, grads, jax.tree.map(jax.lax.stop_gradient, outputs))
+    return new_carry, GroupOutputs(terms, ran, grads, outputs)
 
 
 def select_sets(spec: StepSpec, batch: dict[str, jax.Array]) -> dict[str, RealSet]:
