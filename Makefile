@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-FIXTURE ?= ../shared/parity/reference_small.npz
+FIXTURES ?= ../shared/parity/reference_small_f64.npz ../shared/parity/reference_small.npz
 
 .PHONY: install demo test test-all parity bench clean
 
@@ -27,8 +27,8 @@ test: $(STAMP)  ## the default test suite (slow tests deselected)
 test-all: $(STAMP)  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m ""
 
-parity: $(STAMP)  ## compare our networks with the PyTorch reference fixture
-	$(BIN)/instagan parity $(FIXTURE)
+parity: $(STAMP)  ## compare with the PyTorch reference fixtures (float64: exact; float32: what it settles)
+	for fixture in $(FIXTURES); do $(BIN)/instagan parity $$fixture || exit 1; done
 
 bench: $(STAMP)  ## layer and network speed tables (experiments/bench_layers.py)
 	$(BIN)/python experiments/bench_layers.py

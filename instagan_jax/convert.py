@@ -81,7 +81,7 @@ def _reference_sort_key(key: str) -> tuple:
 
 
 def to_reference(model: nnx.Module) -> dict[str, np.ndarray]:
-    """A reference-layout state_dict (numpy float32, reference key order) of a G or D."""
+    """A reference-layout state_dict (numpy, the model's dtype, reference key order) of a G or D."""
     key_fn = _key_fn(model)
     flat = {key_fn(tuple(path)): _to_torch_layout(tuple(path), np.asarray(var[...]))
             for path, var in nnx.to_flat_state(nnx.state(model))}
@@ -96,7 +96,8 @@ def strip_data_parallel_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str
 
 
 def load_reference(model: nnx.Module, state_dict: Mapping[str, np.ndarray]) -> None:
-    """Overwrite a generator's or discriminator's state (SN u, v included) from a reference state_dict.
+    """Overwrite a generator's or discriminator's state (SN u, v included) from a reference state_dict,
+    cast to the model's dtype.
 
     Raises KeyError naming missing or unexpected keys and ValueError naming a key whose shape differs.
     """
@@ -112,8 +113,9 @@ def load_reference(model: nnx.Module, state_dict: Mapping[str, np.ndarray]) -> N
                        f"{' ...' if len(unexpected) > 8 else ''}")
     for path, var in flat:
         key = key_fn(path)
-        value = _from_torch_layout(path, np.asarray(state_dict[key], dtype=np.float32))
-        expected_shape = var.get_value().shape
+        expected = var.get_value()
+        value = _from_torch_layout(path, np.asarray(state_dict[key], dtype=expected.dtype))
+        expected_shape = expected.shape
         if value.shape != expected_shape:
             torch_shape = np.asarray(state_dict[key]).shape
             raise ValueError(f"{key}: reference shape {torch_shape} does not fit this model "

@@ -12,6 +12,7 @@ through unchanged. (The reference instead forces the all -1 channel 0 through th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -35,6 +36,19 @@ class ModelConfig:
     ndf: int = 64
     n_blocks: int = 9
     image_channels: int = 3
+    dtype: str = "float32"  # parameters and compute; "float64" for exact comparisons (needs x64)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+
+
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+def x64_scope(dtype: str):
+    """A context enabling JAX's 64-bit types for a float64 model (and leaving them as they are otherwise)."""
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
 def _normal_init(rngs: nnx.Rngs, shape: tuple[int, ...], std: float = 0.02) -> jax.Array:
@@ -249,9 +263,19 @@ def apply(module: nnx.Module, *args: jax.Array):
     return out
 
 
+def _build(cls: type, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """`cls(config)` with every variable cast to `config.dtype`."""
+    dtype = DTYPES[config.dtype]
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("model.dtype float64 needs JAX's 64-bit mode: run inside models.x64_scope('float64')")
+    module = cls(config, rngs=rngs)
+    nnx.update(module, jax.tree.map(lambda x: x.astype(dtype), nnx.state(module)))
+    return module
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _init_state(cls: type, config: ModelConfig, key: jax.Array) -> nnx.State:
-    return nnx.state(cls(config, rngs=nnx.Rngs(params=key)))
+    return nnx.state(_build(cls, config, nnx.Rngs(params=key)))
 
 
 def create(cls: type, config: ModelConfig, seed: int | jax.Array = 0):
@@ -261,10 +285,10 @@ def create(cls: type, config: ModelConfig, seed: int | jax.Array = 0):
     initializers. (Constructing the module directly works too but runs them eagerly, which is slow.)
     """
     key = jax.random.key(seed, impl="rbg") if isinstance(seed, int) else seed
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0))))
+    graphdef = nnx.graphdef(abstract(cls, config))
     return nnx.merge(graphdef, _init_state(cls, config, key))
 
 
 def abstract(cls: type, config: ModelConfig):
     """A module with shapes but no values, to be filled (e.g. by `convert.load_reference`)."""
-    return nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: _build(cls, config, nnx.Rngs(0)))

@@ -4,7 +4,11 @@ A fixture is an `.npz` of reference arrays (NCHW) with a `.json` beside it (layo
 `../shared/parity/reference_small.json`): initial weights `init/<net>/<key>`, inputs `input/*`,
 standalone forwards `fwd/*`, the sequential inference path `test/*` and one training iteration
 (`train/*`, `final/*`, `final_stats/*`). The architecture is read off the weights; `ins_per`, the
-loss weights, Adam's settings and the tolerances come from the JSON when present.
+loss weights, Adam's settings, the tolerances and the dtype come from the JSON when present.
+
+A float64 fixture is compared in float64 (JAX's x64 mode for the run) and every check is judged. In a
+float32 fixture only what float32 can settle is judged (see `_training_checks`); the rest is reported.
+No input is ever changed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from flax import nnx
 
 from instagan_jax import convert, instances, losses, training
 from instagan_jax.inference import translate
-from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, apply
+from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, apply, x64_scope
 
 DEFAULT_TOLERANCES = {
     "outputs": ("atol", 1e-4),
@@ -43,6 +47,7 @@ class Check:
     mode: str
     tolerance: float
     error: float
+    informational: bool = False  # reported, not pass/fail (float32 values after noise-driven Adam steps)
 
     @property
     def passed(self) -> bool:
@@ -55,10 +60,15 @@ class Fixture:
 
     arrays: Mapping[str, np.ndarray]
     meta: Mapping
-    config: ModelConfig
+    config: ModelConfig  # its dtype is the fixture's (float64 fixtures are compared in float64)
     ins_max: int
     ins_per: int
     tolerances: Mapping[str, tuple[str, float]]
+
+    @property
+    def exact(self) -> bool:
+        """Recorded in float64: every value of the whole iteration is comparable, nothing is skipped."""
+        return self.config.dtype == "float64"
 
 
 def parse_tolerances(text: str) -> dict[str, tuple[str, float]]:
@@ -78,12 +88,13 @@ def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[st
     return {k[len(prefix):]: arrays[k] for k in arrays if k.startswith(prefix)}
 
 
-def _config_from_weights(arrays: Mapping[str, np.ndarray]) -> ModelConfig:
+def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ModelConfig:
     stem = arrays["init/G_A/encoder_img.1.weight"]
     blocks = {int(m.group(1)) for k in arrays
               if (m := re.match(r"init/G_A/encoder_img\.(\d+)\.conv_block\.", k))}
     ndf = arrays["init/D_A/feature_img.0.module.weight_bar"].shape[0]
-    return ModelConfig(ngf=stem.shape[0], ndf=ndf, n_blocks=len(blocks), image_channels=stem.shape[1])
+    return ModelConfig(ngf=stem.shape[0], ndf=ndf, n_blocks=len(blocks), image_channels=stem.shape[1],
+                       dtype=dtype)
 
 
 def load_fixture(path: str | Path) -> Fixture:
@@ -103,7 +114,10 @@ def load_fixture(path: str | Path) -> Fixture:
         else int(meta.get("config", {}).get("ins_max", 4))
     ins_per = int(meta.get("config", {}).get("ins_per", 0)) or (
         arrays["train/step0/real_A_seg_sng"].shape[1] if "train/step0/real_A_seg_sng" in arrays else 2)
-    return Fixture(arrays, meta, _config_from_weights(arrays), ins_max, ins_per,
+    dtype = str(meta.get("dtype", arrays["input/A_img"].dtype))
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"{path}: fixture dtype {dtype!r} is neither float32 nor float64")
+    return Fixture(arrays, meta, _config_from_weights(arrays, dtype), ins_max, ins_per,
                    parse_tolerances(meta.get("tolerance_guidance", "")))
 
 
@@ -135,14 +149,20 @@ def join_set(img, masks) -> np.ndarray:
     return np.concatenate([to_nchw(img), np.asarray(masks)[..., 0]], axis=1)
 
 
-def _max_error(mode: str, ours, theirs) -> float:
+def _max_error(mode: str, ours, theirs, scale: float | None = None) -> float:
+    """Largest absolute difference; for rtol divided by `scale` (default: the largest |theirs|)."""
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     if ours.shape != theirs.shape:
         return float("inf")
     diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
     if mode == "rtol":
-        return diff / max(float(np.max(np.abs(theirs))), 1e-12)
+        return diff / max(float(np.max(np.abs(theirs))) if scale is None else scale, 1e-12)
     return diff
+
+
+def _keys(fixture: Fixture, prefix: str) -> list[str]:
+    """The fixture's array names under `prefix`, without it."""
+    return [k[len(prefix):] for k in fixture.arrays if k.startswith(prefix)]
 
 
 class _Checker:
@@ -153,24 +173,38 @@ class _Checker:
         self.checks: list[Check] = []
         self.notes: list[str] = []
 
-    def compare(self, key: str, kind: str, ours, name: str | None = None) -> None:
+    def add(self, name: str, kind: str, error: float, informational: bool = False) -> None:
+        mode, tolerance = self.fixture.tolerances[kind]
+        self.checks.append(Check(name, kind, mode, tolerance, error, informational))
+
+    def compare(self, key: str, kind: str, ours, name: str | None = None, informational: bool = False) -> None:
         if key not in self.fixture.arrays:
             return
-        mode, tolerance = self.fixture.tolerances[kind]
-        error = _max_error(mode, ours, self.fixture.arrays[key])
-        self.checks.append(Check(name or key, kind, mode, tolerance, error))
+        mode, _ = self.fixture.tolerances[kind]
+        self.add(name or key, kind, _max_error(mode, ours, self.fixture.arrays[key]), informational)
 
     def compare_many(self, prefix: str, kind: str, ours: Mapping[str, np.ndarray],
-                     skip: frozenset[str] = frozenset(), label: str = "tensors") -> None:
-        """One check over every `prefix<key>` array of the fixture (each tensor judged on its own)."""
-        keys = [k[len(prefix):] for k in self.fixture.arrays if k.startswith(prefix)]
-        keys = [k for k in keys if k not in skip]
+                     skip: frozenset[str] = frozenset(), label: str = "tensors", informational: bool = False,
+                     exempt: Mapping[str, np.ndarray] | None = None, scale: float | None = None) -> None:
+        """One check over every `prefix<key>` array of the fixture (each tensor judged on its own;
+        rtol relative to `scale` when given).
+
+        `exempt[key]`, a boolean array, leaves those elements out of the comparison.
+        """
+        keys = [k for k in _keys(self.fixture, prefix) if k not in skip]
         if not keys:
             return
-        mode, tolerance = self.fixture.tolerances[kind]
-        error = max(_max_error(mode, ours[k], self.fixture.arrays[prefix + k]) if k in ours else float("inf")
-                    for k in keys)
-        self.checks.append(Check(f"{prefix}* ({len(keys)} {label})", kind, mode, tolerance, error))
+        mode, _ = self.fixture.tolerances[kind]
+
+        def error(k: str) -> float:
+            if k not in ours:
+                return float("inf")
+            theirs, mine = self.fixture.arrays[prefix + k], np.asarray(ours[k])
+            if exempt is not None and k in exempt and mine.shape == theirs.shape:
+                return _max_error(mode, mine[~exempt[k]], theirs[~exempt[k]], scale)
+            return _max_error(mode, mine, theirs, scale)
+
+        self.add(f"{prefix}* ({len(keys)} {label})", kind, max(error(k) for k in keys), informational)
 
 
 def _selected_sets(fixture: Fixture) -> dict[str, tuple]:
@@ -283,56 +317,36 @@ def _stats(x: np.ndarray) -> np.ndarray:
 
 
 def _final_checks(checker: _Checker, fixture: Fixture, final: Mapping[str, Mapping[str, np.ndarray]],
-                  skip: Mapping[str, frozenset[str]]) -> None:
+                  informational: bool) -> None:
     """Values after the iteration, and the float64 checksums [sum, abs_sum, l2, abs_max] of every
-    state tensor, each scaled to a per-element error (n, n, sqrt(n), 1) and judged as Adam updates."""
-    mode, tolerance = fixture.tolerances["updated"]
-    for name, state in final.items():
-        vectors = frozenset(k for k in state if k.endswith(("weight_u", "weight_v")))
-        checker.compare_many(f"final/{name}/", "updated", state, skip[name] | vectors)
-        checker.compare_many(f"final/{name}/", "outputs", state, skip[name] | (frozenset(state) - vectors),
-                             label="spectral-norm vectors")
-        keys = [k for k in state if f"final_stats/{name}/{k}" in fixture.arrays and k not in skip[name]]
-        if not keys:
-            continue
-        errors = []
-        for k in keys:
-            n = state[k].size
-            diff = np.abs(_stats(state[k]) - fixture.arrays[f"final_stats/{name}/{k}"])
-            errors.append(float(np.max(diff / np.array([n, n, np.sqrt(n), 1.0]))))
-        checker.checks.append(Check(f"final_stats/{name}/* ({len(keys)} tensors, per element)",
-                                    "updated", mode, tolerance, max(errors)))
+    state tensor, each scaled to a per-element error (n, n, sqrt(n), 1) and judged as Adam updates.
 
-
-# Step-0 generator calls of the reference and the real image each output is compared with by an L1
-# term: forward() translates A (G_A: ctx_A) and reconstructs it (G_B: cyc_A), then the same for B;
-# backward_G's identity calls are G_B on real A (idt_B) and G_A on real B (idt_A).
-_STEP0_L1_TARGETS = {("fwd", 0): "A", ("fwd", 1): "A", ("fwd", 2): "B", ("fwd", 3): "B",
-                     ("G", "G_B"): "A", ("G", "G_A"): "B"}
-TIE_MARGIN = 2e-5
-
-
-def _break_l1_ties(fixture: Fixture, images: dict[str, np.ndarray]) -> int:
-    """Move real-image pixels that (nearly) tie with a step-0 generator output off the tie, the
-    reference's way.
-
-    |out - real| has a kink at out == real, so where the two are closer than float noise between
-    frameworks (~1e-6) the sign of the L1 gradient, and from it Adam's ~lr*sign update of small
-    gradients, is arbitrary. Such pixels are set TIE_MARGIN (far below every tolerance) away from the
-    reference's output on the reference's side. Returns how many values moved.
+    A norm-cancelled bias's exact value is its initial one (its true gradient is zero), so it is judged
+    on its drift: |ours - reference| beyond the reference's own float-noise drift |reference - init|.
     """
-    c = fixture.config.image_channels
-    moved, fwd_index = 0, 0
-    for key in sorted(k for k in fixture.arrays if re.match(r"train/call/\d+_s0_(fwd|G)_G_[AB]/out$", k)):
-        phase, net = re.search(r"_s0_(fwd|G)_(G_[AB])/", key).groups()
-        target = _STEP0_L1_TARGETS[(phase, fwd_index) if phase == "fwd" else (phase, net)]
-        fwd_index += phase == "fwd"
-        out = fixture.arrays[key][:, :c].transpose(0, 2, 3, 1)
-        real = images[target]
-        near = np.abs(out - real) < TIE_MARGIN
-        real[near] = out[near] - np.where(out[near] >= real[near], 1.0, -1.0) * TIE_MARGIN
-        moved += int(near.sum())
-    return moved
+    cancelled = fixture.meta.get("norm_cancelled_biases", {})
+    for name, state in final.items():
+        init = _reference_state_dict(fixture.arrays, name)
+        noise = frozenset(cancelled.get(name, []))
+        vectors = frozenset(k for k in state if k.endswith(("weight_u", "weight_v")))
+        checker.compare_many(f"final/{name}/", "updated", state, noise | vectors, informational=informational)
+        checker.compare_many(f"final/{name}/", "outputs", state, noise | (frozenset(state) - vectors),
+                             label="spectral-norm vectors", informational=informational)
+        for label, keys in (("tensors", [k for k in state if k not in noise]),
+                            ("norm-cancelled biases, beyond the reference's drift from init", sorted(noise))):
+            keys = [k for k in keys if f"final_stats/{name}/{k}" in fixture.arrays]
+            if not keys:
+                continue
+            errors = []
+            for k in keys:
+                n = state[k].size
+                theirs = fixture.arrays[f"final_stats/{name}/{k}"]
+                diff = np.abs(_stats(state[k]) - theirs)
+                if k in noise:
+                    diff = np.maximum(diff - np.abs(theirs - _stats(init[k])), 0.0)
+                errors.append(float(np.max(diff / np.array([n, n, np.sqrt(n), 1.0]))))
+            checker.add(f"final_stats/{name}/* ({len(keys)} {label}, per element)", "updated", max(errors),
+                        informational)
 
 
 def _group(tree, index: int):
@@ -340,94 +354,175 @@ def _group(tree, index: int):
     return jax.tree.map(lambda x: x[index], tree)
 
 
+def _gradient_scale(fixture: Fixture, prefix: str) -> float:
+    """The largest reference gradient of one network at one step (the fixture's tensors under `prefix`)."""
+    return max(float(np.max(np.abs(fixture.arrays[prefix + k]))) for k in _keys(fixture, prefix))
+
+
+def _below_noise_floor(fixture: Fixture, prefix: str) -> dict[str, np.ndarray]:
+    """Per tensor, the elements whose reference gradient is within the gradient tolerance of zero.
+
+    Adam's first step is ~lr * g / (|g| + eps), so where the sign of g is not settled by the gradient
+    check (|g| <= rtol * the network's largest gradient) the updated values may differ by up to 2 lr.
+    """
+    _, rtol = fixture.tolerances["gradients"]
+    floor = rtol * _gradient_scale(fixture, prefix)
+    return {k: np.abs(fixture.arrays[prefix + k]) <= floor for k in _keys(fixture, prefix)}
+
+
+# The real image each step-0 generator call of the reference is compared with by an L1 term, in call
+# order: forward() translates A (ctx_A) and reconstructs it (cyc_A), then B; backward_G's identity
+# calls are G_B on real A (idt_B) and G_A on real B (idt_A).
+_STEP0_FORWARD_TARGETS = "AABB"
+_STEP0_IDENTITY_TARGETS = {"G_B": "A", "G_A": "B"}
+
+
+def _step0_l1_ties(fixture: Fixture) -> tuple[int, float]:
+    """(count, smallest gap) of real-image pixels within the output tolerance of a step-0 generator
+    output of the reference: there the L1 gradient's sign is not settled between frameworks."""
+    _, atol = fixture.tolerances["outputs"]
+    c = fixture.config.image_channels
+    calls = sorted(k for k in fixture.arrays if re.match(r"train/call/\d+_s0_(fwd|G)_G_[AB]/out$", k))
+    forward = [k for k in calls if "_s0_fwd_" in k]
+    count, gap = 0, float("inf")
+    for key in calls:
+        phase, net = re.search(r"_s0_(fwd|G)_(G_[AB])/", key).groups()
+        target = _STEP0_FORWARD_TARGETS[forward.index(key)] if phase == "fwd" else _STEP0_IDENTITY_TARGETS[net]
+        distance = np.abs(fixture.arrays[key][:, :c] - fixture.arrays[f"input/{target}_img"])
+        count += int(np.sum(distance < atol))
+        gap = min(gap, float(distance.min()))
+    return count, gap
+
+
+INFORMATIONAL_WHY = (
+    "float32 fixture: values after the first Adam step are reported, not judged. Adam's first step is "
+    "~lr * g / (|g| + eps), so every parameter whose true gradient is within float32 noise of zero moves by "
+    "+-lr with an arbitrary sign, and later groups amplify that; no framework can match such a run element "
+    "by element. The float64 fixture checks the whole iteration.")
+
+
 def _training_checks(checker: _Checker, fixture: Fixture) -> None:
     """One training iteration from the initial weights: every sub-step (group) on its own, then the
-    whole jitted iteration (final values, checksums and visuals)."""
+    whole jitted iteration (final values, checksums and visuals).
+
+    Gradients are judged relative to the network's largest gradient at that step (a norm-cancelled
+    bias's true gradient is zero: its own scale is float noise). Float64 fixture: everything is judged.
+    Float32 fixture: the first group's inputs, losses and gradients are judged, and its Adam step except
+    where the reference gradient is below the gradient tolerance; the rest is informational, and so are
+    the generators' first-step gradients when an input pixel ties with a generator output (L1 kink).
+    """
     if "train/step0/real_A_img_sng" not in fixture.arrays:
         return
     spec = _train_spec(fixture)
-    skip = {n: frozenset(fixture.meta.get("norm_cancelled_biases", {}).get(n, [])) for n in
-            training.GENERATORS + training.DISCRIMINATORS}
-    params, spectral = training.split_networks({n: import_network(fixture, n) for n in skip})
+    names = training.GENERATORS + training.DISCRIMINATORS
+    params, spectral = training.split_networks({n: import_network(fixture, n) for n in names})
     state = training.state_from_params(spec, params, spectral)
-    images = {d: np.array(to_nhwc(fixture.arrays[f"input/{d}_img"])) for d in ("A", "B")}
-    moved = _break_l1_ties(fixture, images)
     batch = {}
     for d in ("A", "B"):
         raw = jnp.asarray(fixture.arrays[f"input/{d}_segs_raw"])[..., None]
-        batch.update({f"img_{d}": jnp.asarray(images[d]), f"masks_{d}": raw, f"valid_{d}": instances.mask_valid(raw)})
-    checker.notes.append(f"training checks: {moved} input pixel value(s) moved {TIE_MARGIN:g} off an L1 tie "
-                         "with a step-0 generator output (sign of the L1 gradient undetermined there)")
+        batch.update({f"img_{d}": to_nhwc(fixture.arrays[f"input/{d}_img"]), f"masks_{d}": raw,
+                      f"valid_{d}": instances.mask_valid(raw)})
     real = training.select_sets(spec, batch)
     masks, valid, _ = training.grouped_masks(spec, real)
     carry = training.initial_carry(spec, state, real)
     group_step = jax.jit(training.group_step, static_argnums=0)
     steps = fixture.meta.get("train_steps", [])
+    exempt_count = 0
+    ties, gap = (0, 0.0) if fixture.exact else _step0_l1_ties(fixture)
     for i in range(spec.n_groups):
         root = f"train/step{i}/"
+        info = i > 0 and not fixture.exact
         for src in ("A", "B"):
-            checker.compare(f"{root}real_{src}_img_sng", "outputs", to_nchw(carry.img[src]))
-            checker.compare(f"{root}real_{src}_seg_sng", "outputs", np.asarray(masks[src][i])[..., 0])
+            checker.compare(f"{root}real_{src}_img_sng", "outputs", to_nchw(carry.img[src]), informational=info)
+            checker.compare(f"{root}real_{src}_seg_sng", "outputs", np.asarray(masks[src][i])[..., 0],
+                            informational=info)
         key = jax.random.fold_in(jax.random.key(0), i)
         carry, out = group_step(spec, carry, (_group(masks, i), _group(valid, i), i), real, key)
         for d, dst in (("A", "B"), ("B", "A")):
             o = out.outputs[d]
-            checker.compare(f"{root}fake_{dst}_mul", "outputs", join_set(o["fake_img"], o["set_masks"]))
+            checker.compare(f"{root}fake_{dst}_mul", "outputs", join_set(o["fake_img"], o["set_masks"]),
+                            informational=info)
         if i < len(steps):
             for name, value in out.losses.items():
                 if f"loss_{name}" in steps[i]:
                     theirs = steps[i][f"loss_{name}"]
-                    error = abs(float(value) - theirs) / max(abs(theirs), 1e-12)
-                    mode, tol = fixture.tolerances["losses"]
-                    checker.checks.append(Check(f"{root}loss_{name}", "losses", mode, tol, error))
+                    checker.add(f"{root}loss_{name}", "losses",
+                                abs(float(value) - theirs) / max(abs(theirs), 1e-12), info)
         grads = _as_reference(spec, out.grads, carry.state.spectral)
         after = _as_reference(spec, carry.state.params, carry.state.spectral)
         for opt, nets in (("opt_G", training.GENERATORS), ("opt_D", training.DISCRIMINATORS)):
             for net in nets:
-                checker.compare_many(f"{root}{opt}/grad/{net}/", "gradients", grads[net], skip[net])
-                checker.compare_many(f"{root}{opt}/after/{net}/", "updated", after[net], skip[net])
+                grad_prefix = f"{root}{opt}/grad/{net}/"
+                if not _keys(fixture, grad_prefix):
+                    continue
+                tied = ties > 0 and opt == "opt_G"
+                checker.compare_many(grad_prefix, "gradients", grads[net], informational=info or tied,
+                                     scale=_gradient_scale(fixture, grad_prefix))
+                exempt = None if fixture.exact else _below_noise_floor(fixture, grad_prefix)
+                if exempt and not (info or tied):
+                    exempt_count += sum(int(v.sum()) for k, v in exempt.items()
+                                        if f"{root}{opt}/after/{net}/{k}" in fixture.arrays)
+                checker.compare_many(f"{root}{opt}/after/{net}/", "updated", after[net],
+                                     informational=info or tied, exempt=exempt)
 
     iteration = jax.jit(training.train_iteration, static_argnums=0)
     final_state, _, visuals = iteration(spec, state, batch)
-    _final_checks(checker, fixture, _as_reference(spec, final_state.params, final_state.spectral), skip)
+    final_info = not fixture.exact and spec.n_groups > 1
+    _final_checks(checker, fixture, _as_reference(spec, final_state.params, final_state.spectral), final_info)
     for d, (src, dst) in (("A", ("A", "B")), ("B", ("B", "A"))):
         v = visuals[d]
-        checker.compare(f"train/visual/fake_{dst}_img", "outputs", to_nchw(v.fake_img))
-        checker.compare(f"train/visual/rec_{src}_img", "outputs", to_nchw(v.rec_img))
-        checker.compare(f"train/visual/fake_{dst}_seg", "outputs", to_nchw(v.fake_union))
+        checker.compare(f"train/visual/fake_{dst}_img", "outputs", to_nchw(v.fake_img), informational=final_info)
+        checker.compare(f"train/visual/rec_{src}_img", "outputs", to_nchw(v.rec_img), informational=final_info)
+        checker.compare(f"train/visual/fake_{dst}_seg", "outputs", to_nchw(v.fake_union), informational=final_info)
         checker.compare(f"train/visual/rec_{src}_seg", "outputs",
                         _stale_union(v.rec_masks, real[src].valid, spec.ins_per),
-                        name=f"train/visual/rec_{src}_seg (reference's stale re-append of skipped groups)")
+                        name=f"train/visual/rec_{src}_seg (reference's stale re-append of skipped groups)",
+                        informational=final_info)
+    if ties:
+        checker.notes.append(f"float32 fixture: {ties} input pixel value(s) lie within the output tolerance of a "
+                             f"step-0 generator output (closest {gap:.1e}); the sign of the L1 gradient is not "
+                             "settled there, so the generators' step-0 gradients and Adam steps are reported, not judged")
+    if not fixture.exact:
+        checker.notes.append(f"float32 fixture: the first Adam step is judged except for {exempt_count} element(s) "
+                             "whose reference gradient is within the gradient tolerance of zero (sign unsettled)")
+        if final_info:
+            checker.notes.append(INFORMATIONAL_WHY)
 
 
 def run_parity(path: str | Path, notes: list[str] | None = None) -> list[Check]:
     """Every check of the fixture that this version of the library covers (remarks go to `notes`)."""
     fixture = load_fixture(path)
     checker = _Checker(fixture)
-    sets = _selected_sets(fixture)
-    _input_checks(checker, sets)
-    _round_trip_checks(checker, fixture)
-    _forward_checks(checker, fixture, sets)
-    _inference_checks(checker, fixture, sets)
-    _training_checks(checker, fixture)
+    with x64_scope(fixture.config.dtype):
+        sets = _selected_sets(fixture)
+        _input_checks(checker, sets)
+        _round_trip_checks(checker, fixture)
+        _forward_checks(checker, fixture, sets)
+        _inference_checks(checker, fixture, sets)
+        _training_checks(checker, fixture)
+    checker.notes.insert(0, f"fixture dtype {fixture.config.dtype}: compared in {fixture.config.dtype}")
     if notes is not None:
         notes.extend(checker.notes)
     return checker.checks
 
 
 def format_report(checks: list[Check], notes: list[str] | tuple[str, ...] = ()) -> str:
-    """A table of checks, the notes, and the closing `parity: P/N checks within tolerance` line."""
+    """A table of checks, the notes, and the closing `parity: P/N checks within tolerance` line
+    (informational comparisons are listed with result `info` and not counted)."""
     width = max(len(c.name) for c in checks)
     lines = [f"{'check':<{width}}  {'kind':<9} {'max error':>11}  {'tolerance':>14}  result",
              "-" * (width + 50)]
     for c in checks:
-        lines.append(f"{c.name:<{width}}  {c.kind:<9} {c.error:>11.3e}  {c.mode} {c.tolerance:>9.1e}  "
-                     f"{'ok' if c.passed else 'FAIL'}")
+        result = "info" if c.informational else ("ok" if c.passed else "FAIL")
+        lines.append(f"{c.name:<{width}}  {c.kind:<9} {c.error:>11.3e}  {c.mode} {c.tolerance:>9.1e}  {result}")
+    judged = [c for c in checks if not c.informational]
     by_kind: dict[str, float] = {}
-    for c in checks:
+    for c in judged:
         by_kind[c.kind] = max(by_kind.get(c.kind, 0.0), c.error)
     lines.append("largest error per kind: " + ", ".join(f"{k} {v:.3e}" for k, v in by_kind.items()))
     lines.extend(f"note: {note}" for note in notes)
-    passed = sum(c.passed for c in checks)
-    lines.append(f"parity: {passed}/{len(checks)} checks within tolerance")
+    if len(judged) < len(checks):
+        lines.append(f"{len(checks) - len(judged)} informational comparison(s), not counted (see the notes)")
+    passed = sum(c.passed for c in judged)
+    lines.append(f"parity: {passed}/{len(judged)} checks within tolerance")
     return "\n".join(lines)

@@ -23,11 +23,12 @@ class SetPool(NamedTuple):
     count: jax.Array
 
 
-def empty_pool(size: int, height: int, width: int, channels: int, slots: int) -> SetPool:
+def empty_pool(size: int, height: int, width: int, channels: int, slots: int,
+               dtype: jnp.dtype = jnp.float32) -> SetPool:
     """A pool of `size` sets of `slots` masks each (size 0 = no pool: queries return their input)."""
     return SetPool(
-        img=jnp.zeros((size, height, width, channels), jnp.float32),
-        masks=-jnp.ones((size, slots, height, width, 1), jnp.float32),
+        img=jnp.zeros((size, height, width, channels), dtype),
+        masks=-jnp.ones((size, slots, height, width, 1), dtype),
         valid=jnp.zeros((size, slots), bool),
         count=jnp.zeros((), jnp.int32),
     )

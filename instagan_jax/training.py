@@ -32,6 +32,7 @@ from flax import nnx
 
 from instagan_jax import instances, losses, pool
 from instagan_jax.models import (
+    DTYPES,
     ModelConfig,
     SetDiscriminator,
     SetGenerator,
@@ -130,7 +131,8 @@ def state_from_params(spec: StepSpec, params: dict[str, nnx.State], spectral: di
     adam = spec.schedule.adam()
     channels = spec.model.image_channels
     pools = {
-        domain: pool.empty_pool(spec.pool_size, spec.height, spec.width, channels, spec.set_slots)
+        domain: pool.empty_pool(spec.pool_size, spec.height, spec.width, channels, spec.set_slots,
+                                DTYPES[spec.model.dtype])
         for domain in ("A", "B")
     }
     return TrainState(
@@ -325,12 +327,13 @@ def group_step(spec: StepSpec, carry: Carry, group: tuple, real: dict[str, RealS
 
 
 def select_sets(spec: StepSpec, batch: dict[str, jax.Array]) -> dict[str, RealSet]:
-    """Per domain, the `ins_max` largest valid masks, largest first."""
+    """Per domain, the `ins_max` largest valid masks, largest first, in the model's dtype."""
+    dtype = DTYPES[spec.model.dtype]
     sets = {}
     for domain in ("A", "B"):
         masks = jnp.where(batch[f"valid_{domain}"][:, :, None, None, None], batch[f"masks_{domain}"], -1.0)
-        selected, valid = instances.select_largest(masks, spec.ins_max)
-        sets[domain] = RealSet(batch[f"img_{domain}"], selected, valid)
+        selected, valid = instances.select_largest(masks.astype(dtype), spec.ins_max)
+        sets[domain] = RealSet(batch[f"img_{domain}"].astype(dtype), selected, valid)
     return sets
 
 

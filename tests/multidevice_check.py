@@ -1,7 +1,7 @@
 """Run by test_data_parallel.py in a subprocess with 8 fake CPU devices: three iterations on an
 8-device mesh and on a 1-device mesh must give the same state. Prints the largest differences.
 
-The comparison runs in float64 (JAX_ENABLE_X64=1, state and batches cast). In float32 the two runs differ
+The comparison runs in float64 (JAX_ENABLE_X64=1, model.dtype float64). In float32 the two runs differ
 by more than round-off, although both are right: the networks have kinks (ReLU gates, |x| in the L1
 losses, the clamp of the mask union), and at a different per-device batch size XLA rounds a few
 pre-activations that lie within ~1e-6 of a kink to the other side, which drops or flips that element's
@@ -40,18 +40,14 @@ def batches(n: int):
         yield batch
 
 
-def to_float64(tree):
-    return jax.tree.map(lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, tree)
-
-
 def run(mesh: Mesh, spec: training.StepSpec):
     """Final state, first iteration's metrics and last iteration's metrics of three iterations."""
-    state = jax.device_put(to_float64(training.init_state(spec, seed=0)), NamedSharding(mesh, PartitionSpec()))
+    state = jax.device_put(training.init_state(spec, seed=0), NamedSharding(mesh, PartitionSpec()))
     iteration = trainer.compiled_iteration(spec, mesh)
     sharded = NamedSharding(mesh, PartitionSpec("data"))
     history = []
     for batch in batches(3):
-        global_batch = trainer.to_global(to_float64(batch), sharded)
+        global_batch = trainer.to_global(batch, sharded)
         assert len(global_batch["img_A"].sharding.device_set) == mesh.size
         state, metrics, _ = iteration(state, global_batch)
         history.append(jax.device_get(metrics))
@@ -61,7 +57,7 @@ def run(mesh: Mesh, spec: training.StepSpec):
 def main() -> int:
     assert jax.device_count() == 8, f"expected 8 fake devices, got {jax.device_count()}"
     assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
-    spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1), SIZE, SIZE, ins_max=2, ins_per=1, pool_size=4)
+    spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE, ins_max=2, ins_per=1, pool_size=4)
     many, first_many, metrics_many = run(trainer.make_mesh(), spec)
     one, first_one, metrics_one = run(Mesh(np.array(jax.devices()[:1]), ("data",)), spec)
     losses = [k for k in first_one if not k.startswith("ran_")]

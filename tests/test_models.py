@@ -170,3 +170,27 @@ def test_discriminator_invalid_slots_change_nothing(disc):
 def test_discriminator_output_shape(disc):
     img, masks = _image(21, 2), _masks(22, 2, 2, [1, 2])
     assert apply(nnx.clone(disc), img, masks, mask_valid(masks)).shape == (2, H // 8 - 2, W // 8 - 2, 1)
+
+
+def test_float64_models_and_train_state_hold_float64():
+    """model.dtype float64: every parameter, spectral vector, pool and translated output in float64."""
+    from instagan_jax import training
+    from instagan_jax.models import x64_scope
+
+    config = ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64")
+    with x64_scope("float64"):
+        state = training.init_state(training.StepSpec(config, 16, 16, ins_max=2, ins_per=1, pool_size=2))
+        floats = [x for x in jax.tree.leaves((state.params, state.spectral, state.pools))
+                  if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert floats and all(x.dtype == jnp.float64 for x in floats)
+        gen = create(SetGenerator, config)
+        img, masks = jnp.zeros((1, 16, 16, 3)), -jnp.ones((1, 2, 16, 16, 1))
+        out_img, _ = apply(gen, img, masks, jnp.array([[True, False]]))
+        assert out_img.dtype == jnp.float64
+
+
+def test_float64_needs_x64_and_unknown_dtypes_are_named():
+    with pytest.raises(ValueError, match="64-bit mode"):
+        create(SetGenerator, ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"))
+    with pytest.raises(ValueError, match="'bfloat8'"):
+        ModelConfig(dtype="bfloat8")
