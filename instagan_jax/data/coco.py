@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
 def category_id(coco: COCO, name: str) -> int:
     """Id of the category called `name`; `DataError` listing the known names if there is none."""
     ids = coco.getCatIds(catNms=[name])
-    if len(ids) != 1:
-        known = sorted(c["name"] for c in coco.loadCats(coco.getCatIds()))
-        where = getattr(coco, "source_file", "the annotations")
+    where = getattr(coco, "source_file", "the annotations")
+    if len(ids) > 1:
+        raise DataError(f"COCO category name {name!r} is ambiguous in {where}: categories {sorted(ids)} have it")
+    if not ids:
+        known = sorted({c["name"] for c in coco.loadCats(coco.getCatIds())})
         raise DataError(f"COCO category {name!r} not found in {where}; known categories: {', '.join(known)}")
     return ids[0]
 
@@ -75,12 +78,16 @@ class CocoSource:
         self.annotation_file = getattr(coco, "source_file", "<COCO>")
         cat = category_id(coco, category)
         self.items: list[tuple[str, int, int, list[tuple[int, Any]]]] = []
+        self.dropped: Counter[tuple[str, str]] = Counter()  # crowd masks left out, images left empty
         for image_id in sorted(coco.getImgIds(catIds=[cat])):
             info = coco.loadImgs([image_id])[0]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[cat], iscrowd=None))
             segs = [(a["id"], a["segmentation"]) for a in anns if include_crowd or not a.get("iscrowd", 0)]
+            self.dropped["masks", "crowd"] += len(anns) - len(segs)
             if segs:
                 self.items.append((info["file_name"], info["height"], info["width"], segs))
+            else:
+                self.dropped["images", "crowd only"] += 1
         if not self.items:
             raise DataError(f"no image in {self.annotation_file} has a {category!r} annotation (empty domain)")
 
