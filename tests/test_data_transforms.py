@@ -88,5 +88,5 @@ def test_bad_settings_and_records():
     record.masks[1] = record.masks[1][:-1]
     with pytest.raises(DataError, match="record coded: mask 1 is 39x50 but its image is 40x50"):
         transform_record(record, TransformConfig(load_size=None, crop_size=None))
-    with pytest.raises(DataError, match="larger than the resized image"):
+    with pytest.raises(DataError, match="record coded: crop 41x10 is larger than the image 40x50"):
         transform_record(_coded_record(), TransformConfig(load_size=None, crop_size=(41, 10)))

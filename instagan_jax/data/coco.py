@@ -114,7 +114,7 @@ class CocoSource:
             raise DataError(f"image {path} is {image.shape[0]}x{image.shape[1]} but "
                             f"{self.annotation_file} says {height}x{width}")
         masks = [m * np.uint8(255) for m in self.masks(index)]
-        return Record(image=image, masks=masks, id=Path(file_name).stem)
+        return Record(image=image, masks=masks, id=Path(file_name).stem, origin=str(path))
 
     def __repr__(self) -> str:
         return f"CocoSource({self.annotation_file!r}, {self.category!r}, {len(self)} images)"

@@ -70,7 +70,8 @@ def draw_crop(
     """(top, left, crop height, crop width, flip) for one record; rng None: centre crop, no flip."""
     crop_h, crop_w = cfg.crop_size if cfg.crop_size is not None else (height, width)
     if crop_h > height or crop_w > width:
-        raise DataError(f"crop {crop_h}x{crop_w} is larger than the resized image {height}x{width}")
+        raise DataError(f"crop {crop_h}x{crop_w} is larger than the image {height}x{width} "
+                        "(set load_size, or a smaller crop_size)")
     if rng is None:
         return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w, False
     top = int(rng.integers(0, height - crop_h + 1))
@@ -89,11 +90,11 @@ def check_sizes(record: Record) -> None:
     """`DataError` unless the record is RGB and every mask has its image's height and width."""
     image = record.image
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise DataError(f"record {record.id}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        raise DataError(f"{record.described()}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     for i, mask in enumerate(record.masks):
         if mask.shape != image.shape[:2]:
             raise DataError(
-                f"record {record.id}: mask {i} is {mask.shape[0]}x{mask.shape[1]} but its image is "
+                f"{record.described()}: mask {i} is {mask.shape[0]}x{mask.shape[1]} but its image is "
                 f"{image.shape[0]}x{image.shape[1]}"
             )
 
@@ -109,7 +110,10 @@ def transform_record(
     """
     check_sizes(record)
     image = resize(record.image, cfg.load_size, cfg.image_filter)
-    top, left, crop_h, crop_w, flip = draw_crop(image.shape[0], image.shape[1], cfg, rng)
+    try:
+        top, left, crop_h, crop_w, flip = draw_crop(image.shape[0], image.shape[1], cfg, rng)
+    except DataError as err:
+        raise DataError(f"{record.described()}: {err}") from err
     window = (slice(top, top + crop_h), slice(left, left + crop_w))
     step = -1 if flip else 1
 
