@@ -7,7 +7,7 @@ import pytest
 
 from data_helpers import box_mask
 from instagan_jax.data import DataError, Record, TransformConfig, transform_record
-from instagan_jax.data.transforms import order_by_area
+from instagan_jax.data.transforms import order_by_area, resize, resize_mask
 
 
 def _coded_record(height=40, width=50, boxes=((2, 3, 12, 20), (20, 25, 38, 47), (5, 30, 9, 34))):
@@ -77,6 +77,20 @@ def test_mask_filters(name, binary):
     values = np.unique(masks)
     assert set(values.tolist()) <= {-1.0, 1.0} if binary else len(values) > 2
     assert masks.min() >= -1 and masks.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["bicubic", "bilinear", "area", "nearest"])
+def test_mask_resize_on_the_instance_span_equals_the_whole_resize(name):
+    rng = np.random.default_rng(0)
+    sizes = [((256, 256), (220, 220)), ((120, 80), (44, 44)), ((44, 120), (60, 44)), ((30, 90), (70, 20))]
+    sizes += [(tuple(rng.integers(4, 90, 2)), tuple(rng.integers(4, 90, 2))) for _ in range(20)]
+    for (height, width), size in sizes:
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        mask = box_mask(height, width, top, left, rng.integers(top, height + 1), rng.integers(left, width + 1))
+        mask = mask * (rng.random((height, width)) < 0.8)  # ragged edges
+        for candidate in (mask, mask // 3, np.zeros_like(mask)):
+            np.testing.assert_array_equal(resize_mask(candidate, size, name), resize(candidate, size, name),
+                                          err_msg=f"{name}: {(height, width)} -> {size}")
 
 
 def test_bad_settings_and_records():

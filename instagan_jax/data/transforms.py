@@ -4,6 +4,7 @@ scaling to [-1, 1], and instance selection (largest area first, padded to `ins_m
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from PIL import Image
@@ -56,6 +57,53 @@ def resize(array: np.ndarray, size: tuple[int, int] | None, filter_name: str) ->
         return array
     image = Image.fromarray(array).resize((size[1], size[0]), FILTERS[filter_name])
     return np.asarray(image)
+
+
+@functools.lru_cache(maxsize=4096)
+def pass_order(in_size: tuple[int, int], out_size: tuple[int, int], filter_name: str) -> str | None:
+    """'hv' or 'vh': whether PIL resamples rows (horizontal pass) or columns first for these sizes
+    (Pillow picks by the sizes and its version), found once by resizing a noise image; None
+    where both orders give its result (e.g. 'nearest', which samples in one go)."""
+    if in_size[0] == out_size[0] or in_size[1] == out_size[1]:
+        return "hv"  # a single pass
+    probe = np.random.default_rng(0).integers(0, 256, in_size, dtype=np.uint8)
+    whole = resize(probe, out_size, filter_name)
+    rows_first = resize(resize(probe, (in_size[0], out_size[1]), filter_name), out_size, filter_name)
+    columns_first = resize(resize(probe, (out_size[0], in_size[1]), filter_name), out_size, filter_name)
+    matches = [order for order, result in (("hv", rows_first), ("vh", columns_first)) if np.array_equal(result, whole)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _resample_lines(array: np.ndarray, length: int, axis: int, filter_name: str) -> np.ndarray:
+    """One PIL pass to `length` along `axis` (1: each row, 0: each column), computed on the span of
+    lines that hold a non-zero value only (an all-zero line stays zero)."""
+    shape = list(array.shape)
+    shape[axis] = length
+    out = np.zeros(shape, dtype=np.uint8)
+    lines = np.flatnonzero(array.any(axis=axis))
+    if lines.size:
+        span = slice(lines[0], lines[-1] + 1)
+        if axis == 1:
+            out[span] = resize(array[span], (span.stop - span.start, length), filter_name)
+        else:
+            out[:, span] = resize(array[:, span], (length, span.stop - span.start), filter_name)
+    return out
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int] | None, filter_name: str) -> np.ndarray:
+    """`resize` of a (H, W) mask, equal bit for bit, computed on the rows and columns that hold
+    the mask only: PIL resamples every row, then every column (or the other way round, see
+    `pass_order`), each with coefficients that depend on the sizes only, rounding to uint8 in
+    between. So a small instance costs little."""
+    if size is None or tuple(mask.shape) == tuple(size):
+        return mask
+    order = pass_order(tuple(mask.shape), tuple(size), filter_name)
+    if order is None:
+        return resize(mask, size, filter_name)
+    passes = [(1, size[1]), (0, size[0])]
+    for axis, length in passes if order == "hv" else passes[::-1]:
+        mask = _resample_lines(mask, length, axis, filter_name)
+    return mask
 
 
 def to_unit_range(array: np.ndarray) -> np.ndarray:
@@ -118,7 +166,7 @@ def transform_record(
     step = -1 if flip else 1
 
     image = image[window][:, ::step]
-    masks = [resize(m, cfg.load_size, cfg.mask_filter)[window][:, ::step] for m in record.masks]
+    masks = [resize_mask(m, cfg.load_size, cfg.mask_filter)[window][:, ::step] for m in record.masks]
     keep = order_by_area(masks)[: cfg.ins_max]
 
     slots = np.full((cfg.ins_max, crop_h, crop_w, 1), -1.0, dtype=np.float32)
