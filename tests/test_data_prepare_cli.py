@@ -110,3 +110,20 @@ def test_folder_rerun_never_merges(tmp_path, capsys):
     (out / MANIFEST).unlink()  # e.g. a folder written by hand or by an older version
     assert _prepare_coco(tmp_path / "raw", out, "--cat-a", "cat", "--cat-b", "dog", *args) == 2
     assert f"{out} already holds data, but no {MANIFEST} saying how it was made" in capsys.readouterr().err
+
+
+def test_the_registered_folder_config_builds_from_the_command_line(tmp_path):
+    assert cli_main(["prepare", "shapes", "--num", "2", "--size", "24", "20", "--format", "tfds",
+                     "--name", "default", "--out", str(tmp_path)]) == 0
+    a, b = open_sources("tfds", name="instagan_folder/default", data_dir=tmp_path)
+    assert (len(a), len(b)) == (2, 2) and a[0].image.shape == (24, 20, 3)
+
+
+def test_write_splits_never_writes_into_existing_split_folders(tmp_path):
+    from instagan_jax.data import DataError
+    from instagan_jax.data.prepare import write_splits
+
+    (tmp_path / "trainB_seg").mkdir()
+    with pytest.raises(DataError, match=r"trainB_seg already exists: write a new data set into a new or empty folder"):
+        write_splits({"trainA": [], "trainB": []}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trainB_seg"]

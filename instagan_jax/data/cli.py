@@ -153,9 +153,9 @@ def _folder_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -
     if args.format == "folder":
         occupied = args.out.is_dir() and any(not p.name.startswith(STAGING) for p in args.out.iterdir())
         return _Output(f"folder {args.out}", args.out, occupied, build)
-    from instagan_jax.data.instagan_folder import Builder, FolderConfig
+    from instagan_jax.data.instagan_folder import Builder, folder_config
 
-    data_path = Path(Builder(data_dir=str(args.out), config=FolderConfig(name=name)).data_path)
+    data_path = Path(Builder(data_dir=str(args.out), config=folder_config(name)).data_path)
     return _Output(f"TFDS data set instagan_folder/{name} in {data_path}", data_path, data_path.exists(), build)
 
 

@@ -61,7 +61,8 @@ def ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
 class CocoSource:
     """Images with at least one annotation of `category`, each annotation one instance mask.
 
-    `include_crowd` keeps crowd annotations as instances (the reference does). Picklable: only
+    `include_crowd` keeps crowd annotations as instances (the reference does); without it,
+    `dropped` counts the crowd masks left out and the images left with none. Picklable: only
     the per-image file names, sizes and segmentations are kept, not the COCO index.
     """
 
@@ -78,7 +79,7 @@ class CocoSource:
         self.annotation_file = getattr(coco, "source_file", "<COCO>")
         cat = category_id(coco, category)
         self.items: list[tuple[str, int, int, list[tuple[int, Any]]]] = []
-        self.dropped: Counter[tuple[str, str]] = Counter()  # crowd masks left out, images left empty
+        self.dropped: Counter[tuple[str, str]] = Counter()
         for image_id in sorted(coco.getImgIds(catIds=[cat])):
             info = coco.loadImgs([image_id])[0]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[cat], iscrowd=None))

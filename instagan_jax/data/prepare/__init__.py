@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from instagan_jax.data.errors import DataError
+from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.folder import write_folder
 from instagan_jax.data.records import EncodedRecord
 
@@ -20,9 +20,9 @@ def build_folder_tfds(folder: str | os.PathLike, data_dir: str | os.PathLike, na
                       skip_bad: bool = False) -> Path:
     """Build TFDS `instagan_folder/<name>` in `data_dir` from a reference-layout folder; its path."""
     from instagan_jax.data import tfds_data
-    from instagan_jax.data.instagan_folder import Builder, FolderConfig
+    from instagan_jax.data.instagan_folder import Builder, folder_config
 
-    builder = Builder(data_dir=os.fspath(data_dir), config=FolderConfig(name=name, skip_bad=skip_bad))
+    builder = Builder(data_dir=os.fspath(data_dir), config=folder_config(name), skips=SkipLog(skip_bad))
     tfds_data.build(builder, folder)
     return Path(builder.data_dir)
 

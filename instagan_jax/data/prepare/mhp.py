@@ -86,23 +86,23 @@ def mhp_records(
 
     for record_id in list_ids(root, phase):
         try:
-            masks, shown = [], False
+            masks, shown, landscape = [], False, False
             for path in annotations.get(record_id, []):
                 labels = read_label_map(path)
                 if not (labels == label).any():
                     continue
-                shown = True
-                if skip_horizontal and labels.shape[1] > labels.shape[0]:
-                    dropped["images", "landscape"] += 1
+                shown, landscape = True, skip_horizontal and labels.shape[1] > labels.shape[0]
+                if landscape:
                     break
                 mask = fit((labels == label).astype(np.uint8) * np.uint8(255))
                 if mask.any():
                     masks.append((path, labels.shape, mask))
                 else:
                     dropped["masks", "outside the crop"] += 1
-            else:
-                if shown and not masks:
-                    dropped["images", "no mask left"] += 1
+            if landscape:
+                dropped["images", "landscape"] += 1
+            elif shown and not masks:
+                dropped["images", "no mask left"] += 1
             if not masks:
                 continue
             image_path = root / "images" / f"{record_id}.jpg"
