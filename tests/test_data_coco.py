@@ -57,7 +57,8 @@ def test_errors_name_the_value_or_file(tiny, tmp_path):
     with pytest.raises(DataError, match=known):
         CocoSource(annotations, root / "images", "zebra")
     twice = write_coco(tmp_path / "twice", {1: (8, 8)}, [], ("cat", "cat"))
-    with pytest.raises(DataError, match=r"category name 'cat' is ambiguous in .*annotations\.json: categories \[1, 2\]"):
+    ambiguous = r"category name 'cat' is ambiguous in .*annotations\.json: categories \[1, 2\]"
+    with pytest.raises(DataError, match=ambiguous):
         CocoSource(twice, tmp_path / "twice" / "images", "cat")
     with pytest.raises(DataError, match="does not exist"):
         load_coco(tmp_path / "missing.json")
