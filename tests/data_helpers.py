@@ -48,15 +48,30 @@ def box_mask(height: int, width: int, top: int, left: int, bottom: int, right: i
     return mask
 
 
-def write_tiny_coco(root: Path) -> Path:
-    """A COCO-format set: 3 images, categories cat (1) and dog (2); polygon, compressed RLE,
+def write_coco(root: Path, sizes: dict[int, tuple[int, int]], anns: list[dict], names: tuple[str, ...]) -> Path:
+    """A COCO-format set in `root`: random images `images/<id:012d>.jpg` of `sizes` (id -> (h, w)),
+    annotations `anns`, categories `names` (ids 1, 2, ...). Returns the instances json path."""
+    rng = np.random.default_rng(0)
+    for image_id, (h, w) in sizes.items():
+        save(root / "images" / f"{image_id:012d}.jpg", random_image(rng, h, w))
+    for ann in anns:
+        ann.setdefault("iscrowd", 0)
+        ann.update(area=0.0, bbox=[0, 0, 1, 1])
+    dataset = {
+        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": h, "width": w} for i, (h, w) in sizes.items()],
+        "annotations": anns,
+        "categories": [{"id": i, "name": name, "supercategory": "thing"} for i, name in enumerate(names, start=1)],
+    }
+    path = root / "annotations.json"
+    path.write_text(json.dumps(dataset))
+    return path
+
+
+def write_tiny_coco(root: Path, names: tuple[str, str] = ("cat", "dog")) -> Path:
+    """A COCO-format set: 3 images, categories `names` (ids 1, 2); polygon, compressed RLE,
     uncompressed RLE (crowd) and a 2-part polygon. Returns the instances json path."""
     from pycocotools import mask as mask_utils
 
-    rng = np.random.default_rng(0)
-    sizes = {1: (40, 60), 2: (50, 30), 3: (32, 32)}
-    for image_id, (h, w) in sizes.items():
-        save(root / "images" / f"{image_id:012d}.jpg", random_image(rng, h, w))
     block = np.zeros((50, 30), dtype=np.uint8, order="F")
     block[10:30, 5:20] = 1
     compressed = mask_utils.encode(block)
@@ -71,35 +86,25 @@ def write_tiny_coco(root: Path) -> Path:
         count += 1
     runs.append(count)
     anns = [
-        {"id": 11, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]]},
-        {"id": 12, "image_id": 1, "category_id": 1, "iscrowd": 1,
-         "segmentation": {"size": [40, 60], "counts": runs}},
-        {"id": 13, "image_id": 1, "category_id": 2, "iscrowd": 0, "segmentation": [[40, 2, 58, 2, 50, 15]]},
-        {"id": 21, "image_id": 2, "category_id": 1, "iscrowd": 0, "segmentation": compressed},
-        {"id": 31, "image_id": 3, "category_id": 2, "iscrowd": 0,
+        {"id": 11, "image_id": 1, "category_id": 1, "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]]},
+        {"id": 12, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": [40, 60], "counts": runs}},
+        {"id": 13, "image_id": 1, "category_id": 2, "segmentation": [[40, 2, 58, 2, 50, 15]]},
+        {"id": 21, "image_id": 2, "category_id": 1, "segmentation": compressed},
+        {"id": 31, "image_id": 3, "category_id": 2,
          "segmentation": [[1, 1, 10, 1, 10, 10], [20, 20, 30, 20, 30, 30, 20, 30]]},
     ]
-    for ann in anns:
-        ann.update(area=0.0, bbox=[0, 0, 1, 1])
-    dataset = {
-        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": h, "width": w} for i, (h, w) in sizes.items()],
-        "annotations": anns,
-        "categories": [{"id": 1, "name": "cat", "supercategory": "animal"},
-                       {"id": 2, "name": "dog", "supercategory": "animal"}],
-    }
-    path = root / "annotations.json"
-    path.write_text(json.dumps(dataset))
-    return path
+    return write_coco(root, {1: (40, 60), 2: (50, 30), 3: (32, 32)}, anns, names)
 
 
 def write_fake_mhp(root: Path) -> None:
-    """A tiny LV-MHP v1 layout: 4 images, label maps per person (pants 6, skirt 5)."""
+    """A tiny LV-MHP v1 layout: 5 images, label maps per person (pants 6, skirt 5)."""
     rng = np.random.default_rng(1)
     people = {  # id -> (height, width, [label map regions per person as (label, top, left, bottom, right)])
         "0001": (90, 60, [(6, 40, 5, 80, 25), (6, 40, 30, 80, 55), (5, 10, 10, 20, 20)]),
         "0002": (90, 60, [(5, 50, 10, 85, 50)]),
         "0003": (60, 90, [(6, 10, 10, 50, 40)]),  # landscape: skipped by default
         "0004": (90, 60, [(6, 0, 0, 90, 2)]),  # pants only in a border strip that the crop removes
+        "0005": (90, 60, [(6, 40, 20, 80, 40), (5, 10, 20, 30, 40)]),
     }
     for record_id, (h, w, persons) in people.items():
         save(root / "images" / f"{record_id}.jpg", random_image(rng, h, w))
@@ -109,4 +114,4 @@ def write_fake_mhp(root: Path) -> None:
             labels[0:3, 0:3] = 2  # some hair, never a target
             save(root / "annotations" / f"{record_id}_{len(persons):02d}_{n:02d}.png", labels)
     (root / "train_list.txt").write_text("0001.jpg\n0002.jpg\n0003.jpg\n")
-    (root / "test_list.txt").write_text("0004.jpg\n")
+    (root / "test_list.txt").write_text("0004.jpg\n0005.jpg\n")

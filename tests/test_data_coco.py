@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_helpers import SHARED_DATA, require, write_tiny_coco
+from data_helpers import SHARED_DATA, require, write_coco, write_tiny_coco
 from instagan_jax.data import CocoSource, DataError, ann_to_mask, coco_sources, load_coco
 
 # pycocotools' own annToMask, called here for comparison, predates numpy 2's copy keyword
@@ -56,6 +56,10 @@ def test_errors_name_the_value_or_file(tiny, tmp_path):
     known = r"category 'zebra' not found in .*annotations\.json; known categories: cat, dog"
     with pytest.raises(DataError, match=known):
         CocoSource(annotations, root / "images", "zebra")
+    twice = write_coco(tmp_path / "twice", {1: (8, 8)}, [], ("cat", "cat"))
+    ambiguous = r"category name 'cat' is ambiguous in .*annotations\.json: categories \[1, 2\]"
+    with pytest.raises(DataError, match=ambiguous):
+        CocoSource(twice, tmp_path / "twice" / "images", "cat")
     with pytest.raises(DataError, match="does not exist"):
         load_coco(tmp_path / "missing.json")
     (tmp_path / "broken.json").write_text("{not json")
@@ -109,11 +113,12 @@ def test_tfds_builder_without_tensorflow(tiny, tmp_path):
 
     from instagan_jax.data import tfds_data
     from instagan_jax.data.instagan_coco import Builder, pair_config
+    from instagan_jax.data.prepare.coco import CocoRecipe
     from instagan_jax.data.tfds_data import TfdsSource
 
     root, _ = tiny
-    config = pair_config("cat", "dog", splits=(("train", "annotations.json", "images"),), image_size=24)
-    builder = Builder(data_dir=str(tmp_path), config=config)
+    recipe = CocoRecipe(splits=(("train", "annotations.json", "images"),), image_size=24)
+    builder = Builder(data_dir=str(tmp_path), config=pair_config("cat", "dog"), recipe=recipe)
     tfds_data.build(builder, root)
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"trainA": 2, "trainB": 2}
 

@@ -139,6 +139,32 @@ def test_bad_files_are_named(tmp_path):
         source[by_name["small_mask"]]
 
 
+def test_crop_too_large_names_the_file_and_sizes(tmp_path):
+    _write(tmp_path, "trainA", "small.png", np.zeros((8, 6, 3), np.uint8), {0: box_mask(8, 6, 0, 0, 4, 4)})
+    record = FolderSource(tmp_path, "train", "A")[0]
+    message = r"record small \(.*trainA/small\.png\): crop 10x10 is larger than the image 8x6 \(set load_size"
+    with pytest.raises(DataError, match=message):
+        transform_record(record, TransformConfig(load_size=None, crop_size=(10, 10)))
+
+
+def test_colour_and_binary_masks(tmp_path):
+    from PIL import Image
+
+    box = box_mask(8, 8, 2, 2, 6, 6)
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = box
+    soft_grey = np.repeat((box // 2)[..., None], 3, axis=2)  # 127 saved as RGB
+    palette = Image.fromarray((box > 0).astype(np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 0, 200, 0])
+    masks = {0: red, 1: soft_grey, 2: box // 255, 3: box}  # RGB red, RGB grey, 0/1, 0/255
+    _write(tmp_path, "trainA", "a.png", np.zeros((8, 8, 3), np.uint8), masks)
+    palette.save(tmp_path / "trainA_seg" / "a_4.png")
+    record = FolderSource(tmp_path, "train", "A")[0]
+    expected = [box, box // 2, box, box, (box > 0) * np.uint8(200)]
+    for index, (mask, want) in enumerate(zip(record.masks, expected, strict=True)):
+        np.testing.assert_array_equal(mask, want, err_msg=f"mask {index}")
+
+
 @pytest.mark.parametrize("task, sizes", [("shp2gir_coco", (7, 7)), ("pants2skirt_mhp", (5, 5))])
 def test_reference_sample_folders(task, sizes):
     from data_helpers import SHARED_DATA

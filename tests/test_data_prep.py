@@ -53,8 +53,12 @@ def test_ccp_bad_input(tmp_path):
     names = np.empty((1, 3), dtype=object)
     names[0, :] = ["null", "jeans", "skirt"]
     savemat(raw / "label_list.mat", {"label_list": names})
-    savemat(raw / "annotations" / "pixel-level" / "0001.mat", {"groundtruth": np.ones((6, 4), np.uint8)})
-    save(raw / "photos" / "0001.jpg", np.zeros((6, 4, 3), np.uint8))
+    for record_id, label in (("0001", 1), ("0003", 2)):  # jeans, skirt
+        savemat(raw / "annotations" / "pixel-level" / f"{record_id}.mat",
+                {"groundtruth": np.full((6, 4), label, np.uint8)})
+        save(raw / "photos" / f"{record_id}.jpg", np.zeros((6, 4, 3), np.uint8))
+    savemat(raw / "annotations" / "image-level" / "0004.mat", {"tags": np.array([[1, 2]])})
+    save(raw / "photos" / "0004.jpg", np.zeros((6, 4, 3), np.uint8))
     (raw / "annotations" / "pixel-level" / "0002.mat").write_bytes(b"not a mat file")
     assert cli_main(["prepare", "ccp", "--root", str(raw), "--out", str(tmp_path / "a")]) == 2
     assert cli_main(["prepare", "ccp", "--root", str(raw), "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
@@ -73,17 +77,20 @@ def test_ccp_errors_name_the_file(tmp_path):
         ccp_label(["", "jeans", "skirt"], "hat")
 
 
-def test_mhp_on_a_fake_layout(tmp_path):
+def test_mhp_on_a_fake_layout(tmp_path, capsys):
     raw = tmp_path / "raw"
     write_fake_mhp(raw)
     out = tmp_path / "out"
     assert mhp_script.main(["--root", str(raw), "--out", str(out), "--size", "60", "30"]) == 0
+    report = capsys.readouterr().out
+    assert "trainA: 1 images; dropped 1 images (landscape: 1)\n" in report
+    assert "testA: 1 images; dropped 1 images (no mask left: 1), 1 masks (outside the crop: 1)\n" in report
     a, b = FolderSource(out, "train", "A"), FolderSource(out, "train", "B")
     assert [name for name, _, _ in a.entries] == ["0001"]  # 0003 is landscape
     assert [len(masks) for _, _, masks in a.entries] == [2]  # one mask per person
     assert [name for name, _, _ in b.entries] == ["0001", "0002"]
     assert a[0].image.shape == (60, 30, 3) and a[0].masks[0].shape == (60, 30)
-    assert _count(out / "testA") == 0  # 0004's only mask is cropped away
+    assert [name for name, _, _ in FolderSource(out, "test", "A").entries] == ["0005"]  # 0004's mask is cropped away
     wide = tmp_path / "wide"
     assert mhp_script.main(["--root", str(raw), "--out", str(wide), "--size", "60", "30", "--no-skip-horizontal"]) == 0
     assert [name for name, _, _ in FolderSource(wide, "train", "A").entries] == ["0001", "0003"]

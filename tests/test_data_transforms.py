@@ -7,7 +7,7 @@ import pytest
 
 from data_helpers import box_mask
 from instagan_jax.data import DataError, Record, TransformConfig, transform_record
-from instagan_jax.data.transforms import order_by_area
+from instagan_jax.data.transforms import order_by_area, resize, resize_mask
 
 
 def _coded_record(height=40, width=50, boxes=((2, 3, 12, 20), (20, 25, 38, 47), (5, 30, 9, 34))):
@@ -79,6 +79,20 @@ def test_mask_filters(name, binary):
     assert masks.min() >= -1 and masks.max() <= 1
 
 
+@pytest.mark.parametrize("name", ["bicubic", "bilinear", "area", "nearest"])
+def test_mask_resize_on_the_instance_span_equals_the_whole_resize(name):
+    rng = np.random.default_rng(0)
+    sizes = [((256, 256), (220, 220)), ((120, 80), (44, 44)), ((44, 120), (60, 44)), ((30, 90), (70, 20))]
+    sizes += [(tuple(rng.integers(4, 90, 2)), tuple(rng.integers(4, 90, 2))) for _ in range(20)]
+    for (height, width), size in sizes:
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        mask = box_mask(height, width, top, left, rng.integers(top, height + 1), rng.integers(left, width + 1))
+        mask = mask * (rng.random((height, width)) < 0.8)  # ragged edges
+        for candidate in (mask, mask // 3, np.zeros_like(mask)):
+            np.testing.assert_array_equal(resize_mask(candidate, size, name), resize(candidate, size, name),
+                                          err_msg=f"{name}: {(height, width)} -> {size}")
+
+
 def test_bad_settings_and_records():
     with pytest.raises(ValueError, match="unknown resize filter"):
         TransformConfig(mask_filter="lanczos3")
@@ -88,5 +102,5 @@ def test_bad_settings_and_records():
     record.masks[1] = record.masks[1][:-1]
     with pytest.raises(DataError, match="record coded: mask 1 is 39x50 but its image is 40x50"):
         transform_record(record, TransformConfig(load_size=None, crop_size=None))
-    with pytest.raises(DataError, match="larger than the resized image"):
+    with pytest.raises(DataError, match="record coded: crop 41x10 is larger than the image 40x50"):
         transform_record(_coded_record(), TransformConfig(load_size=None, crop_size=(41, 10)))

@@ -9,12 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from instagan_jax.data.errors import DataError, SkipLog
+from instagan_jax.data.prepare.drops import DropTally
+
+if TYPE_CHECKING:
+    from instagan_jax.data.prepare.coco import CocoRecipe
 
 log = logging.getLogger(__name__)
+
+#: `prepare` arguments that say where or how the data is written, not what it is.
+_NOT_DATA_OPTIONS = frozenset({"out", "format", "skip_bad", "name", "func", "command"})
 
 
 def _split_spec(text: str) -> tuple[str, str, str]:
@@ -76,7 +84,7 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     return prepare
 
 
-def _splits(args: argparse.Namespace, skips: SkipLog) -> dict:
+def _splits(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> dict:
     if args.dataset == "ccp":
         from instagan_jax.data.prepare.ccp import ccp_splits
 
@@ -85,51 +93,95 @@ def _splits(args: argparse.Namespace, skips: SkipLog) -> dict:
         from instagan_jax.data.prepare.mhp import mhp_splits
 
         return mhp_splits(args.root, args.cat_a, args.cat_b, size=tuple(args.size),
-                          skip_horizontal=not args.no_skip_horizontal, skips=skips)
+                          skip_horizontal=not args.no_skip_horizontal, skips=skips, drops=drops)
     if args.dataset == "shapes":
         from instagan_jax.data.prepare.shapes import shapes_splits
 
         return shapes_splits(args.num, args.seed, args.size[0], args.size[1], phase=args.phase)
-    from instagan_jax.data.prepare.coco import COCO2017_SPLITS, coco_splits
+    from instagan_jax.data.prepare.coco import coco_splits
 
-    return coco_splits(args.root, args.cat_a, args.cat_b, splits=tuple(args.splits or COCO2017_SPLITS),
-                       image_size=args.image_size, include_crowd=not args.no_crowd, skips=skips)
+    return coco_splits(args.root, args.cat_a, args.cat_b, _coco_recipe(args), skips=skips, drops=drops)
 
 
-def _build_coco_tfds(args: argparse.Namespace) -> dict[str, int]:
+def _coco_recipe(args: argparse.Namespace) -> CocoRecipe:
+    from instagan_jax.data.prepare.coco import COCO2017_SPLITS, CocoRecipe
+
+    return CocoRecipe(splits=tuple(args.splits or COCO2017_SPLITS), image_size=args.image_size,
+                      include_crowd=not args.no_crowd)
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that define the data a `prepare` command makes (not where or how it is written)."""
+    options = {key: value for key, value in vars(args).items() if key not in _NOT_DATA_OPTIONS}
+    if args.dataset == "coco":
+        options["splits"] = _coco_recipe(args).splits
+    return options
+
+
+class _Output(NamedTuple):
+    where: str  # for messages
+    folder: Path  # where the manifest lives
+    occupied: bool  # holds data already
+    build: Callable[[], dict[str, int]]  # writes it, returns images per split
+
+
+def _coco_tfds_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> _Output:
     from instagan_jax.data import tfds_data
     from instagan_jax.data.instagan_coco import Builder, pair_config
-    from instagan_jax.data.prepare.coco import COCO2017_SPLITS
 
-    config = pair_config(args.cat_a, args.cat_b, splits=tuple(args.splits or COCO2017_SPLITS),
-                         image_size=args.image_size, include_crowd=not args.no_crowd, skip_bad=args.skip_bad)
-    if args.name:
-        config.name = args.name
-    builder = Builder(data_dir=str(args.out), config=config)
-    tfds_data.build(builder, args.root)
-    print(f"TFDS data set instagan_coco/{config.name} in {builder.data_dir}")
-    return {name: split.num_examples for name, split in builder.info.splits.items()}
+    builder = Builder(data_dir=str(args.out), config=pair_config(args.cat_a, args.cat_b, args.name),
+                      recipe=_coco_recipe(args), skips=skips, drops=drops)
+
+    def build() -> dict[str, int]:
+        tfds_data.build(builder, args.root)
+        return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+    where = f"TFDS data set instagan_coco/{builder.builder_config.name} in {builder.data_path}"
+    return _Output(where, Path(builder.data_path), Path(builder.data_path).exists(), build)
+
+
+def _folder_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> _Output:
+    from instagan_jax.data.prepare import STAGING, write_splits
+    from instagan_jax.data.prepare.drops import non_empty
+
+    name = args.name or f"{args.dataset}_{args.cat_a}_{args.cat_b}".replace(" ", "-")
+
+    def build() -> dict[str, int]:
+        splits = {split: non_empty(split, records, drops) for split, records in _splits(args, skips, drops).items()}
+        return write_splits(splits, args.out, args.format, name)
+
+    if args.format == "folder":
+        occupied = args.out.is_dir() and any(not p.name.startswith(STAGING) for p in args.out.iterdir())
+        return _Output(f"folder {args.out}", args.out, occupied, build)
+    from instagan_jax.data.instagan_folder import Builder, folder_config
+
+    data_path = Path(Builder(data_dir=str(args.out), config=folder_config(name)).data_path)
+    return _Output(f"TFDS data set instagan_folder/{name} in {data_path}", data_path, data_path.exists(), build)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Run one `prepare` command; print what was written per split. Returns the exit status."""
-    from instagan_jax.data.prepare import write_splits
+    from instagan_jax.data.prepare.manifest import reusable_manifest, write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    skips = SkipLog(args.skip_bad)
+    skips, drops, options = SkipLog(args.skip_bad), DropTally(), data_options(args)
     try:
-        if args.dataset == "coco" and args.format == "tfds":
-            counts = _build_coco_tfds(args)
+        output = (_coco_tfds_output if args.dataset == "coco" and args.format == "tfds" else _folder_output)(
+            args, skips, drops)
+        manifest = reusable_manifest(output.folder, options, output.occupied)
+        if manifest is None:
+            counts = output.build()
+            dropped = {split: drops.describe(split) for split in counts}
+            write_manifest(output.folder, options, counts, dropped)
+            print(f"wrote {output.where}")
         else:
-            name = args.name or f"{args.dataset}_{args.cat_a}_{args.cat_b}".replace(" ", "-")
-            counts = write_splits(_splits(args, skips), args.out, args.format, name)
-            where = args.out if args.format == "folder" else f"TFDS instagan_folder/{name} in {args.out}"
-            print(f"wrote {where}")
+            counts, dropped = manifest["counts"], manifest.get("dropped", {})
+            print(f"{output.where} was prepared with the same options before: kept as it is")
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"instagan prepare: error: {err}", file=sys.stderr)
         return 2
     for split, count in sorted(counts.items()):
-        print(f"  {split}: {count} images")
+        print(f"  {split}: {count} images" + (f"; dropped {dropped[split]}" if dropped.get(split) else ""))
     if skips.count:
         print(f"  skipped {skips.count} bad record(s), see the warnings above")
     return 0

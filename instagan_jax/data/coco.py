@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
 def category_id(coco: COCO, name: str) -> int:
     """Id of the category called `name`; `DataError` listing the known names if there is none."""
     ids = coco.getCatIds(catNms=[name])
-    if len(ids) != 1:
-        known = sorted(c["name"] for c in coco.loadCats(coco.getCatIds()))
-        where = getattr(coco, "source_file", "the annotations")
+    where = getattr(coco, "source_file", "the annotations")
+    if len(ids) > 1:
+        raise DataError(f"COCO category name {name!r} is ambiguous in {where}: categories {sorted(ids)} have it")
+    if not ids:
+        known = sorted({c["name"] for c in coco.loadCats(coco.getCatIds())})
         raise DataError(f"COCO category {name!r} not found in {where}; known categories: {', '.join(known)}")
     return ids[0]
 
@@ -58,7 +61,8 @@ def ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
 class CocoSource:
     """Images with at least one annotation of `category`, each annotation one instance mask.
 
-    `include_crowd` keeps crowd annotations as instances (the reference does). Picklable: only
+    `include_crowd` keeps crowd annotations as instances (the reference does); without it,
+    `dropped` counts the crowd masks left out and the images left with none. Picklable: only
     the per-image file names, sizes and segmentations are kept, not the COCO index.
     """
 
@@ -75,12 +79,16 @@ class CocoSource:
         self.annotation_file = getattr(coco, "source_file", "<COCO>")
         cat = category_id(coco, category)
         self.items: list[tuple[str, int, int, list[tuple[int, Any]]]] = []
+        self.dropped: Counter[tuple[str, str]] = Counter()
         for image_id in sorted(coco.getImgIds(catIds=[cat])):
             info = coco.loadImgs([image_id])[0]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[cat], iscrowd=None))
             segs = [(a["id"], a["segmentation"]) for a in anns if include_crowd or not a.get("iscrowd", 0)]
+            self.dropped["masks", "crowd"] += len(anns) - len(segs)
             if segs:
                 self.items.append((info["file_name"], info["height"], info["width"], segs))
+            else:
+                self.dropped["images", "crowd only"] += 1
         if not self.items:
             raise DataError(f"no image in {self.annotation_file} has a {category!r} annotation (empty domain)")
 
@@ -107,7 +115,7 @@ class CocoSource:
             raise DataError(f"image {path} is {image.shape[0]}x{image.shape[1]} but "
                             f"{self.annotation_file} says {height}x{width}")
         masks = [m * np.uint8(255) for m in self.masks(index)]
-        return Record(image=image, masks=masks, id=Path(file_name).stem)
+        return Record(image=image, masks=masks, id=Path(file_name).stem, origin=str(path))
 
     def __repr__(self) -> str:
         return f"CocoSource({self.annotation_file!r}, {self.category!r}, {len(self)} images)"

@@ -112,7 +112,7 @@ class FolderSource:
                     f"is {image.shape[0]}x{image.shape[1]}"
                 )
             masks.append(mask)
-        return Record(image=image, masks=masks, id=name)
+        return Record(image=image, masks=masks, id=name, origin=str(image_path))
 
     def __repr__(self) -> str:
         return f"FolderSource({str(self.root)!r}, {self.phase!r}, {self.domain!r}, {len(self)} images)"

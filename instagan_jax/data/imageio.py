@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -21,22 +22,33 @@ def is_image_file(name: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(name))[1].lower() in IMAGE_EXTENSIONS
 
 
-def _open(path: str | os.PathLike, mode: str, what: str) -> np.ndarray:
+def _open(path: str | os.PathLike, what: str, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert(mode))
+            return convert(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read {what} {os.fspath(path)}: {err}") from err
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to RGB uint8 (H, W, 3); `DataError` naming the file if unreadable."""
-    return _open(path, "RGB", "image")
+    return _open(path, "image", lambda img: np.asarray(img.convert("RGB")))
+
+
+def mask_values(img: Image.Image) -> np.ndarray:
+    """A mask image as uint8 (H, W), 0 = background: colour (and palette) masks give the largest of
+    R, G, B per pixel, so a grey mask saved as RGB keeps its values and a red one is 255, not PIL's
+    luminance 76; a mask whose values are only 0 and 1 is binary, 1 becoming 255."""
+    if img.mode == "P" or {"R", "G", "B"} <= set(img.getbands()):
+        mask = np.asarray(img.convert("RGB")).max(axis=2)
+    else:
+        mask = np.asarray(img.convert("L"))
+    return mask * np.uint8(255) if mask.max(initial=0) == 1 else mask
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Decode a mask file to grey uint8 (H, W), 0 = background; `DataError` naming it if unreadable."""
-    return _open(path, "L", "mask")
+    """Decode a mask file with `mask_values`; `DataError` naming the file if unreadable."""
+    return _open(path, "mask", mask_values)
 
 
 def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:

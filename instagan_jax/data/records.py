@@ -13,12 +13,18 @@ class Record:
     """One image of one domain with its instance masks.
 
     `image` is RGB uint8 (H, W, 3); each mask is uint8 (H, W) with 0 = background and
-    255 = instance (soft values in between allowed); `id` names the record in logs and errors.
+    255 = instance (soft values in between allowed); `id` names the record in logs and errors,
+    `origin` says where it was read from (e.g. the image file), if anywhere.
     """
 
     image: np.ndarray
     masks: list[np.ndarray]
     id: str
+    origin: str = ""
+
+    def described(self) -> str:
+        """'record ID (ORIGIN)', for messages."""
+        return f"record {self.id}" + (f" ({self.origin})" if self.origin else "")
 
 
 @dataclasses.dataclass

@@ -72,7 +72,8 @@ class TfdsSource:
             raise DataError(f"TFDS {self.name} split {self.split}: cannot read example {index}: {err!r}") from err
         record_id = example["id"].decode() if isinstance(example["id"], bytes) else str(example["id"])
         masks = [np.asarray(m)[..., 0] for m in example["masks"]]
-        return Record(image=np.asarray(example["image"]), masks=masks, id=record_id)
+        return Record(image=np.asarray(example["image"]), masks=masks, id=record_id,
+                      origin=f"TFDS {self.name} split {self.split} example {index}")
 
     def __repr__(self) -> str:
         return f"TfdsSource({self.name!r}, {self.split!r}, {len(self)} records)"

@@ -4,6 +4,7 @@ scaling to [-1, 1], and instance selection (largest area first, padded to `ins_m
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from PIL import Image
@@ -58,6 +59,53 @@ def resize(array: np.ndarray, size: tuple[int, int] | None, filter_name: str) ->
     return np.asarray(image)
 
 
+@functools.lru_cache(maxsize=4096)
+def pass_order(in_size: tuple[int, int], out_size: tuple[int, int], filter_name: str) -> str | None:
+    """'hv' or 'vh': whether PIL resamples rows (horizontal pass) or columns first for these sizes
+    (Pillow picks by the sizes and its version), found once by resizing a noise image; None
+    where both orders give its result (e.g. 'nearest', which samples in one go)."""
+    if in_size[0] == out_size[0] or in_size[1] == out_size[1]:
+        return "hv"  # a single pass
+    probe = np.random.default_rng(0).integers(0, 256, in_size, dtype=np.uint8)
+    whole = resize(probe, out_size, filter_name)
+    rows_first = resize(resize(probe, (in_size[0], out_size[1]), filter_name), out_size, filter_name)
+    columns_first = resize(resize(probe, (out_size[0], in_size[1]), filter_name), out_size, filter_name)
+    matches = [order for order, result in (("hv", rows_first), ("vh", columns_first)) if np.array_equal(result, whole)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _resample_lines(array: np.ndarray, length: int, axis: int, filter_name: str) -> np.ndarray:
+    """One PIL pass to `length` along `axis` (1: each row, 0: each column), computed on the span of
+    lines that hold a non-zero value only (an all-zero line stays zero)."""
+    shape = list(array.shape)
+    shape[axis] = length
+    out = np.zeros(shape, dtype=np.uint8)
+    lines = np.flatnonzero(array.any(axis=axis))
+    if lines.size:
+        span = slice(lines[0], lines[-1] + 1)
+        if axis == 1:
+            out[span] = resize(array[span], (span.stop - span.start, length), filter_name)
+        else:
+            out[:, span] = resize(array[:, span], (length, span.stop - span.start), filter_name)
+    return out
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int] | None, filter_name: str) -> np.ndarray:
+    """`resize` of a (H, W) mask, equal bit for bit, computed on the rows and columns that hold
+    the mask only: PIL resamples every row, then every column (or the other way round, see
+    `pass_order`), each with coefficients that depend on the sizes only, rounding to uint8 in
+    between. So a small instance costs little."""
+    if size is None or tuple(mask.shape) == tuple(size):
+        return mask
+    order = pass_order(tuple(mask.shape), tuple(size), filter_name)
+    if order is None:
+        return resize(mask, size, filter_name)
+    passes = [(1, size[1]), (0, size[0])]
+    for axis, length in passes if order == "hv" else passes[::-1]:
+        mask = _resample_lines(mask, length, axis, filter_name)
+    return mask
+
+
 def to_unit_range(array: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1], computed as torchvision's ToTensor + Normalize(0.5, 0.5)."""
     scaled = array.astype(np.float32) / np.float32(255.0)
@@ -70,7 +118,8 @@ def draw_crop(
     """(top, left, crop height, crop width, flip) for one record; rng None: centre crop, no flip."""
     crop_h, crop_w = cfg.crop_size if cfg.crop_size is not None else (height, width)
     if crop_h > height or crop_w > width:
-        raise DataError(f"crop {crop_h}x{crop_w} is larger than the resized image {height}x{width}")
+        raise DataError(f"crop {crop_h}x{crop_w} is larger than the image {height}x{width} "
+                        "(set load_size, or a smaller crop_size)")
     if rng is None:
         return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w, False
     top = int(rng.integers(0, height - crop_h + 1))
@@ -89,11 +138,11 @@ def check_sizes(record: Record) -> None:
     """`DataError` unless the record is RGB and every mask has its image's height and width."""
     image = record.image
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise DataError(f"record {record.id}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        raise DataError(f"{record.described()}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     for i, mask in enumerate(record.masks):
         if mask.shape != image.shape[:2]:
             raise DataError(
-                f"record {record.id}: mask {i} is {mask.shape[0]}x{mask.shape[1]} but its image is "
+                f"{record.described()}: mask {i} is {mask.shape[0]}x{mask.shape[1]} but its image is "
                 f"{image.shape[0]}x{image.shape[1]}"
             )
 
@@ -109,12 +158,15 @@ def transform_record(
     """
     check_sizes(record)
     image = resize(record.image, cfg.load_size, cfg.image_filter)
-    top, left, crop_h, crop_w, flip = draw_crop(image.shape[0], image.shape[1], cfg, rng)
+    try:
+        top, left, crop_h, crop_w, flip = draw_crop(image.shape[0], image.shape[1], cfg, rng)
+    except DataError as err:
+        raise DataError(f"{record.described()}: {err}") from err
     window = (slice(top, top + crop_h), slice(left, left + crop_w))
     step = -1 if flip else 1
 
     image = image[window][:, ::step]
-    masks = [resize(m, cfg.load_size, cfg.mask_filter)[window][:, ::step] for m in record.masks]
+    masks = [resize_mask(m, cfg.load_size, cfg.mask_filter)[window][:, ::step] for m in record.masks]
     keep = order_by_area(masks)[: cfg.ins_max]
 
     slots = np.full((cfg.ins_max, crop_h, crop_w, 1), -1.0, dtype=np.float32)

@@ -1,5 +1,10 @@
 """TFDS builder `instagan_coco`: COCO category pairs as InstaGAN domains (see the builder module)."""
 
-from instagan_jax.data.instagan_coco.instagan_coco_dataset_builder import Builder, CocoPairConfig, pair_config
+from instagan_jax.data.instagan_coco.instagan_coco_dataset_builder import (
+    REGISTERED_PAIRS,
+    Builder,
+    CocoPairConfig,
+    pair_config,
+)
 
-__all__ = ["Builder", "CocoPairConfig", "pair_config"]
+__all__ = ["REGISTERED_PAIRS", "Builder", "CocoPairConfig", "pair_config"]

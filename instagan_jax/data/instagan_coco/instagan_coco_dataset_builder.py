@@ -1,9 +1,10 @@
 """TFDS builder `instagan_coco`: two COCO categories as domains A and B, built from a local
 COCO copy (`manual_dir`) into ArrayRecord files, without TensorFlow.
 
-Splits are `<phase>A` and `<phase>B` for each configured (phase, instances json, image folder);
-records are prepared with the reference's recipe (`instagan_jax.data.prepare.coco`). Any
-category pair can be built by passing `pair_config('cup', 'bottle')` as `config`.
+Splits are `<phase>A` and `<phase>B` for each (phase, instances json, image folder) of the
+recipe; records are prepared with the reference's recipe (`instagan_jax.data.prepare.coco`),
+whose options are the builder's `recipe` argument, not part of the config. Any category pair can
+be built: `Builder(config=pair_config('cup', 'bottle'), recipe=CocoRecipe(image_size=128))`.
 """
 
 from __future__ import annotations
@@ -16,41 +17,51 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from instagan_jax.data import tfds_data
-from instagan_jax.data.coco import load_coco
-from instagan_jax.data.errors import SkipLog
-from instagan_jax.data.prepare.coco import COCO2017_SPLITS, coco_records
+from instagan_jax.data.errors import DataError, SkipLog
+from instagan_jax.data.prepare.coco import CocoRecipe, coco_splits
+from instagan_jax.data.prepare.drops import DropTally, non_empty
 from instagan_jax.data.records import EncodedRecord
+
+#: The category pairs with a ready-made config (the paper's COCO tasks).
+REGISTERED_PAIRS = (("sheep", "giraffe"), ("cup", "bottle"), ("zebra", "elephant"))
 
 
 @dataclasses.dataclass
 class CocoPairConfig(tfds.core.BuilderConfig):
-    """A category pair, the splits to read (paths relative to manual_dir) and the recipe's options."""
+    """A category pair: `category_a` gives domain A, `category_b` domain B."""
 
     category_a: str = "sheep"
     category_b: str = "giraffe"
-    splits: tuple[tuple[str, str, str], ...] = COCO2017_SPLITS
-    image_size: int = 256
-    include_crowd: bool = True
-    skip_bad: bool = False
 
 
-def pair_config(category_a: str, category_b: str, **options: Any) -> CocoPairConfig:
-    """Config named `<a>_<b>` (spaces as '-') for any two COCO category names."""
-    name = f"{category_a}_{category_b}".replace(" ", "-")
+def _new_config(category_a: str, category_b: str, name: str | None = None) -> CocoPairConfig:
+    name = name or f"{category_a}_{category_b}".replace(" ", "-")
     return CocoPairConfig(name=name, description=f"COCO {category_a} (A) <-> {category_b} (B)",
-                          category_a=category_a, category_b=category_b, **options)
+                          category_a=category_a, category_b=category_b)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-    """COCO category pairs for InstaGAN."""
+    """COCO category pairs for InstaGAN.
+
+    recipe: the preparation's options (splits, image size, crowds); skips: the bad-record policy
+    (default: fail on the first); drops: counts what the recipe leaves out, per split.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
-    BUILDER_CONFIGS = [pair_config(a, b) for a, b in (("sheep", "giraffe"), ("cup", "bottle"), ("zebra", "elephant"))]
+    BUILDER_CONFIGS = [_new_config(a, b) for a, b in REGISTERED_PAIRS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Put COCO 2017 into manual_dir: annotations/instances_{train,val}2017.json and the image "
-        "folders train2017/, val2017/ (or configure other `splits`)."
+        "folders train2017/, val2017/ (or give a recipe with other `splits`)."
     )
+
+    def __init__(self, *, recipe: CocoRecipe = CocoRecipe(), skips: SkipLog | None = None,
+                 drops: DropTally | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._original_state["recipe"] = recipe  # for pickling
+        self.recipe = recipe
+        self.skips = SkipLog() if skips is None else skips
+        self.drops = DropTally() if drops is None else drops
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -61,17 +72,26 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
-        cfg, root = self.builder_config, Path(dl_manager.manual_dir)
-        skips = SkipLog(cfg.skip_bad)
-        out = {}
-        for phase, annotation_file, image_dir in cfg.splits:
-            coco = load_coco(root / annotation_file)
-            for domain, category in (("A", cfg.category_a), ("B", cfg.category_b)):
-                records = coco_records(coco, root / image_dir, category, image_size=cfg.image_size,
-                                       include_crowd=cfg.include_crowd, skips=skips)
-                out[f"{phase}{domain}"] = self._generate_examples(records)
-        return out
+        cfg = self.builder_config
+        splits = coco_splits(Path(dl_manager.manual_dir), cfg.category_a, cfg.category_b, self.recipe,
+                             skips=self.skips, drops=self.drops)
+        return {name: self._generate_examples(non_empty(name, records, self.drops))
+                for name, records in splits.items()}
 
     def _generate_examples(self, records: Iterator[EncodedRecord]) -> Iterator[tuple[str, dict[str, Any]]]:
         for record in records:
             yield record.id, tfds_data.to_example(record)
+
+
+def pair_config(category_a: str, category_b: str, name: str | None = None) -> CocoPairConfig:
+    """The config of two COCO categories, named `name` or `<a>_<b>` (spaces as '-'): the
+    registered one where that name is registered (TFDS accepts no other config of that name),
+    else a new one. `DataError` if the registered config of that name is of other categories."""
+    config = _new_config(category_a, category_b, name)
+    registered = Builder.builder_configs.get(config.name)
+    if registered is None:
+        return config
+    if (registered.category_a, registered.category_b) != (category_a, category_b):
+        raise DataError(f"config name {config.name!r} is registered for {registered.category_a} (A) and "
+                        f"{registered.category_b} (B), not {category_a} and {category_b}: choose another name")
+    return registered

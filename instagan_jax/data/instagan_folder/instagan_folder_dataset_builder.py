@@ -3,7 +3,7 @@ output of the CCP, MHP or shapes recipes, as ArrayRecord files, without TensorFl
 
 Every `<phase><A|B>` folder with a `_seg` folder beside it becomes a split of that name. Images
 and masks are decoded and checked while building, so a bad file is named here. Name the config
-after the task, e.g. `FolderConfig(name='ccp_jeans_skirt')`.
+after the task, e.g. `folder_config('ccp_jeans_skirt')`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ _KEPT_AS_IS = {".png", ".jpg", ".jpeg"}
 
 @dataclasses.dataclass
 class FolderConfig(tfds.core.BuilderConfig):
-    """Name the task; `skip_bad` skips (and logs) unreadable records instead of failing."""
-
-    skip_bad: bool = False
+    """Name the task (see `folder_config`)."""
 
 
 def split_folders(root: Path) -> list[tuple[str, str]]:
@@ -52,6 +50,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [FolderConfig(name="default", description="A folder in the reference layout.")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = "manual_dir is the folder with trainA/, trainA_seg/, trainB/, ..."
 
+    def __init__(self, *, skips: SkipLog | None = None, **kwargs: Any):
+        """skips: the bad-record policy (default: fail on the first unreadable record)."""
+        super().__init__(**kwargs)
+        self.skips = SkipLog() if skips is None else skips
+
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
@@ -61,18 +64,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         root = Path(dl_manager.manual_dir)
-        skips = SkipLog(self.builder_config.skip_bad)
         return {
-            f"{phase}{domain}": self._generate_examples(FolderSource(root, phase, domain), skips)
+            f"{phase}{domain}": self._generate_examples(FolderSource(root, phase, domain))
             for phase, domain in split_folders(root)
         }
 
-    def _generate_examples(self, source: FolderSource, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _generate_examples(self, source: FolderSource) -> Iterator[tuple[str, dict[str, Any]]]:
         for index, (name, image_path, _) in enumerate(source.entries):
             try:
                 record = source[index]
             except DataError as err:
-                skips.handle(str(err))
+                self.skips.handle(str(err))
                 continue
             suffix = image_path.suffix.lower()
             if suffix in _KEPT_AS_IS and is_rgb_file(image_path):  # the file's bytes as they are
@@ -81,3 +83,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 image, suffix = encode_png(record.image), ".png"
             encoded = EncodedRecord(name, image, suffix, [encode_png(m) for m in record.masks])
             yield name, tfds_data.to_example(encoded)
+
+
+def folder_config(name: str) -> FolderConfig:
+    """The config called `name`: the registered one if there is one (TFDS accepts no other config
+    of a registered name), else a new one."""
+    return Builder.builder_configs.get(name) or FolderConfig(name=name, description=f"The {name} folder.")

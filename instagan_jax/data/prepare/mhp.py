@@ -10,7 +10,7 @@ dropped, images left without a mask too; landscape images are skipped unless ask
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from PIL import Image
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.imageio import encode_png, read_image
 from instagan_jax.data.prepare.common import centre_crop, resize_to_height
+from instagan_jax.data.prepare.drops import DropTally
 from instagan_jax.data.records import EncodedRecord
 
 #: LV-MHP v1 label numbers.
@@ -72,9 +73,12 @@ def mhp_records(
     size: tuple[int, int] = (450, 300),
     skip_horizontal: bool = True,
     skips: SkipLog | None = None,
+    dropped: Counter | None = None,
 ) -> Iterator[EncodedRecord]:
-    """Prepared records of one category for the images of `<phase>_list.txt`."""
+    """Prepared records of one category for the images of `<phase>_list.txt`; images showing the
+    category that are left out, and masks, are counted in `dropped` as ('images' | 'masks', reason)."""
     root, skips = Path(root), skips or SkipLog()
+    dropped = Counter() if dropped is None else dropped
     annotations = _annotations_by_id(root / "annotations")
 
     def fit(array: np.ndarray) -> np.ndarray:
@@ -82,15 +86,23 @@ def mhp_records(
 
     for record_id in list_ids(root, phase):
         try:
-            masks = []
+            masks, shown, landscape = [], False, False
             for path in annotations.get(record_id, []):
                 labels = read_label_map(path)
-                if skip_horizontal and labels.shape[1] > labels.shape[0]:
+                if not (labels == label).any():
+                    continue
+                shown, landscape = True, skip_horizontal and labels.shape[1] > labels.shape[0]
+                if landscape:
                     break
-                if (labels == label).any():
-                    mask = fit((labels == label).astype(np.uint8) * np.uint8(255))
-                    if mask.any():
-                        masks.append((path, labels.shape, mask))
+                mask = fit((labels == label).astype(np.uint8) * np.uint8(255))
+                if mask.any():
+                    masks.append((path, labels.shape, mask))
+                else:
+                    dropped["masks", "outside the crop"] += 1
+            if landscape:
+                dropped["images", "landscape"] += 1
+            elif shown and not masks:
+                dropped["images", "no mask left"] += 1
             if not masks:
                 continue
             image_path = root / "images" / f"{record_id}.jpg"
@@ -113,11 +125,13 @@ def mhp_splits(
     size: tuple[int, int] = (450, 300),
     skip_horizontal: bool = True,
     skips: SkipLog | None = None,
+    drops: DropTally | None = None,
 ) -> dict[str, Iterator[EncodedRecord]]:
     """{'trainA', 'trainB', 'testA', 'testB'} record streams (categories checked at once)."""
     labels = {"A": mhp_label(category_a), "B": mhp_label(category_b)}
+    drops = DropTally() if drops is None else drops
     return {
-        f"{phase}{domain}": mhp_records(root, phase, labels[domain], size=size,
-                                        skip_horizontal=skip_horizontal, skips=skips)
+        f"{phase}{domain}": mhp_records(root, phase, labels[domain], size=size, skip_horizontal=skip_horizontal,
+                                        skips=skips, dropped=drops[f"{phase}{domain}"])
         for phase in ("train", "test") for domain in ("A", "B")
     }
