@@ -82,8 +82,6 @@ def step_spec(config: Config, iters_per_epoch: float) -> training.StepSpec:
     schedule = training.Schedule(lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps, niter=t.niter,
                                  niter_decay=t.niter_decay, epoch_count=t.epoch_count,
                                  iters_per_epoch=float(iters_per_epoch))
-    if t.unroll_groups not in (True, False, "auto"):
-        raise ValueError(f"train.unroll_groups must be true, false or \"auto\", got {t.unroll_groups!r}")
     unroll = jax.default_backend() == "cpu" if t.unroll_groups == "auto" else t.unroll_groups
     return training.StepSpec(config.model, height, width, ins_max=t.ins_max, ins_per=t.ins_per,
                              pool_size=t.pool_size, weights=config.loss, schedule=schedule, unroll_groups=unroll)
