@@ -46,15 +46,15 @@ def state_digest(state: Any) -> str:
 class Checkpoints:
     """Save and restore a run's checkpoints under `<workdir>/checkpoints`.
 
-    `read_only` opens an existing folder without creating or changing anything (FileNotFoundError
-    if there is none).
+    `read_only` opens an existing folder without creating anything (FileNotFoundError if there is
+    none); only restore from it.
     """
 
     def __init__(self, workdir: str | Path, keep: int = 3, read_only: bool = False):
         self.directory = Path(workdir).resolve() / "checkpoints"
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints folder {self.directory} (is {workdir} a training workdir?)")
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                                enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self.damaged: set[int] = set()  # steps found damaged by restore_latest
