@@ -103,6 +103,7 @@ MINIMUMS = {
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                type(None): "null", dict: "an object"}
+_PLURAL_NAMES = {int: "integers", float: "numbers"}
 
 
 def _describe(annotation: Any) -> str:
@@ -111,7 +112,7 @@ def _describe(annotation: Any) -> str:
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(a) for a in args)
     if origin is tuple:
-        return f"a list of {len(args)} {_describe(args[0]).split(' ', 1)[1]}s"
+        return f"a list of {len(args)} {_PLURAL_NAMES[args[0]]}"
     return _TYPE_NAMES.get(origin or annotation, str(annotation))
 
 
