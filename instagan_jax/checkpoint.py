@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from instagan_jax.config import RESUMABLE_CHANGES, differences
 
@@ -84,6 +85,8 @@ class Checkpoints:
             shutil.move(self.directory / str(step), aside)
             log.warning("moved damaged checkpoint %s to %s; saving a good one in its place",
                         self.directory / str(step), aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"instagan checkpoint {step} moved aside")
         self.manager.reload()
 
     def read_config(self, step: int) -> dict:
@@ -134,11 +137,12 @@ class Checkpoints:
         return restored["state"], restored["data"]
 
     def _damaged(self, step: int, err: Exception) -> str:
-        """Record a damaged step and warn in one line."""
-        self.damaged.add(step)
+        """Record a damaged step and warn in one line (once per step)."""
         reason = (str(err).strip().splitlines() or [""])[0][:200]
         message = f"checkpoint {self.directory / str(step)} is damaged ({type(err).__name__}: {reason})"
-        log.warning("%s; trying the previous one", message)
+        if step not in self.damaged:
+            log.warning("%s; trying the previous one", message)
+        self.damaged.add(step)
         return message
 
     def newest_config(self) -> dict:
