@@ -321,3 +321,14 @@ def test_a_workdir_or_checkpoints_path_that_is_a_file_is_an_error(tmp_path, caps
     assert cli.main(["train", "--workdir", str(tmp_path / workdir), "--no-progress"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / file).read_text() == "not a folder"
+
+
+def test_an_unwritable_workdir_is_an_error(tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o500)
+    if os.access(parent, os.W_OK):  # root: take a folder that even root cannot create folders in
+        parent = Path("/sys")
+        if not parent.is_dir():
+            pytest.skip("running as root and no /sys to stand for an unwritable folder")
+    assert cli.main(["train", "--workdir", str(parent / "run"), "--no-progress"]) == 2
+    assert str(parent) in capsys.readouterr().err
