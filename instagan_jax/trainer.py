@@ -6,8 +6,11 @@
 
 A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
 `samples/step_<N>.png`. Running again on a workdir with checkpoints resumes from the newest
-readable one. SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly; a NaN or inf loss
-stops with an error naming the step and the loss term, keeping the last good checkpoint.
+good one (the logs after it are dropped); without checkpoints, an earlier run's logs are moved to
+`previous_run/`. The config, `steps` and the workdir are checked before the data is opened.
+SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly (`TrainSummary.interrupted`), so
+does a bad data file (then its DataError is raised); a NaN or inf loss, or a domain without any
+instance for a whole epoch, stops with a TrainingError, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
