@@ -1,18 +1,25 @@
 """Checkpoints of a run with orbax: the whole train state, the data iterator's position and the config.
 
-Layout: `<workdir>/checkpoints/<step>/{state,data,config}`. Orbax writes each step to a temporary
-folder and renames it when complete, so an interrupted save never replaces a good checkpoint. On
-restore, a checkpoint that cannot be read is reported and the next older one is tried.
+Layout: `<workdir>/checkpoints/<step>/{state,data,config,checksum}`. Orbax writes each step to a
+temporary folder and renames it when complete, so an interrupted save never replaces a good
+checkpoint. `checksum` holds a SHA-256 digest of the state's bytes, checked on restore. On restore,
+a checkpoint that cannot be read or whose digest differs is damaged: it is reported (one line) and
+the next older one is tried. Saving a step found damaged first moves it to
+`<workdir>/damaged_checkpoints/`, so the good save replaces it and nothing is deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from instagan_jax.config import RESUMABLE_CHANGES, differences
 
@@ -23,27 +30,64 @@ class ConfigMismatchError(ValueError):
     """The run's config differs from the checkpoint's in a way that cannot be resumed."""
 
 
-class Checkpoints:
-    """Save and restore a run's checkpoints under `<workdir>/checkpoints`."""
+class DamagedCheckpointError(ValueError):
+    """A checkpoint's restored state does not match the digest saved with it."""
 
-    def __init__(self, workdir: str | Path, keep: int = 3):
+
+def state_digest(state: Any) -> str:
+    """SHA-256 of every leaf's path, dtype, shape and bytes (this process's copy of a replicated array)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        array = np.ascontiguousarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+        digest.update(f"{jax.tree_util.keystr(path)} {array.dtype} {array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class Checkpoints:
+    """Save and restore a run's checkpoints under `<workdir>/checkpoints`.
+
+    `read_only` opens an existing folder without creating anything (FileNotFoundError if there is
+    none); only restore from it.
+    """
+
+    def __init__(self, workdir: str | Path, keep: int = 3, read_only: bool = False):
         self.directory = Path(workdir).resolve() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        if read_only and not self.directory.is_dir():
+            raise FileNotFoundError(f"no checkpoints folder {self.directory} (is {workdir} a training workdir?)")
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                                enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.damaged: set[int] = set()  # steps found damaged by restore_latest
 
     def steps(self) -> list[int]:
         """Saved steps, oldest first."""
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: Any, data_state: dict, config: dict) -> Path:
-        """Save (blocking) and return the checkpoint's folder; an existing step is left as it is."""
+        """Save (blocking) and return the checkpoint's folder; an existing good step is left as it is,
+        a damaged one is moved aside and replaced."""
+        if step in self.damaged and step in self.manager.all_steps():
+            self._move_aside(step)
         if step not in self.manager.all_steps():
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-                config=ocp.args.JsonSave(config)))
+                config=ocp.args.JsonSave(config), checksum=ocp.args.JsonSave({"state_sha256": state_digest(state)})))
             self.manager.wait_until_finished()
+        self.damaged.discard(step)
         return self.directory / str(step)
+
+    def _move_aside(self, step: int) -> None:
+        """Move a damaged step to `<workdir>/damaged_checkpoints/<step>[.n]` (process 0 moves it)."""
+        if jax.process_index() == 0:
+            aside = free_path(self.directory.parent / "damaged_checkpoints" / str(step))
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(self.directory / str(step), aside)
+            log.warning("moved damaged checkpoint %s to %s; saving a good one in its place",
+                        self.directory / str(step), aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"instagan checkpoint {step} moved aside")
+        self.manager.reload()
 
     def read_config(self, step: int) -> dict:
         """The config saved with a step."""
@@ -71,23 +115,56 @@ class Checkpoints:
                         f"the config differs from the one of checkpoint {self.directory / str(step)}: {lines}. "
                         "Use the original config (or a new --workdir) to continue.")
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+                state, data_state = self._restore_verified(step, abstract_state)
             except Exception as err:  # noqa: BLE001
                 failures.append(self._damaged(step, err))
                 continue
-            return step, restored["state"], restored["data"]
+            return step, state, data_state
         if failures:
             raise RuntimeError(f"no readable checkpoint in {self.directory}: " + "; ".join(failures))
         return None
 
+    def _restore_verified(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+        """(state, data_state) of a step; DamagedCheckpointError if the state's digest differs from the saved
+        one (checkpoints written before digests were saved are not checked)."""
+        items = {"state": ocp.args.StandardRestore(abstract_state), "data": ocp.args.JsonRestore()}
+        checked = (self.directory / str(step) / "checksum").is_dir()
+        if checked:
+            items["checksum"] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        if checked and state_digest(restored["state"]) != restored["checksum"]["state_sha256"]:
+            raise DamagedCheckpointError("the state's SHA-256 digest differs from the one saved with it")
+        return restored["state"], restored["data"]
+
     def _damaged(self, step: int, err: Exception) -> str:
-        message = f"checkpoint {self.directory / str(step)} cannot be read ({type(err).__name__}: {err})"
-        log.warning("%s; trying the previous one", message)
+        """Record a damaged step and warn in one line (once per step)."""
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        message = f"checkpoint {self.directory / str(step)} is damaged ({type(err).__name__}: {reason})"
+        if step not in self.damaged:
+            log.warning("%s; trying the previous one", message)
+        self.damaged.add(step)
         return message
+
+    def newest_config(self) -> dict:
+        """The config of the newest checkpoint whose config is readable (FileNotFoundError if none is)."""
+        for step in reversed(self.steps()):
+            try:
+                return self.read_config(step)
+            except Exception as err:  # noqa: BLE001 - a damaged checkpoint: try the previous one
+                self._damaged(step, err)
+        raise FileNotFoundError(f"no checkpoint with a readable config in {self.directory}")
 
     def close(self) -> None:
         self.manager.close()
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or else `path.2`, `path.3`, ...: the first that does not exist."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def replicated_abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -9,6 +9,8 @@ import sys
 from instagan_jax import __version__
 from instagan_jax.data.cli import add_prepare_parser
 
+INTERRUPTED = 3  # exit status of `instagan train` stopped by SIGTERM / Ctrl-C (checkpoint saved), 2 = error
+
 
 def _parity(args: argparse.Namespace) -> int:
     from instagan_jax.parity import format_report, run_parity
@@ -34,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
     if summary.sample is not None:
         print(f"samples:    {summary.sample.parent.resolve()} (latest {summary.sample.name})")
     print(f"metrics:    {summary.workdir.resolve() / 'metrics.jsonl'} and tensorboard/")
-    return 0
+    return INTERRUPTED if summary.interrupted else 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
         print(f"instagan {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -2,14 +2,20 @@
 
     config = load_config("default", ["train.batch_size=4", "model.ngf=32"])
 
-A config has six sections (model, loss, data, train, log, and a name); unknown keys are errors that
-name the key, so a typo never silently falls back to a default.
+A config has six sections (model, loss, data, train, log, and a name); unknown keys, values of the
+wrong type (checked against the dataclass fields' annotations) and values out of range are errors that
+name the key and the value, so a typo never silently falls back to a default or fails deep in training.
+An override that changes `data.kind` drops the config file's `data.options` (they belong to the old kind).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -85,29 +91,109 @@ RESUMABLE_CHANGES = frozenset({"train.steps", "train.distributed", "train.unroll
                                "log.keep_checkpoints", "name"})
 
 
+# Smallest allowed value of numeric fields (a key absent here may take any value of its type).
+MINIMUMS = {
+    "model.ngf": 1, "model.ndf": 1, "model.n_blocks": 0, "model.image_channels": 1,
+    "loss.lambda_A": 0.0, "loss.lambda_B": 0.0, "loss.lambda_idt": 0.0, "loss.lambda_ctx": 0.0,
+    "data.num_threads": 0, "data.num_workers": 0,
+    "train.batch_size": 1, "train.ins_max": 1, "train.ins_per": 1, "train.pool_size": 0, "train.lr": 0.0,
+    "train.beta1": 0.0, "train.beta2": 0.0, "train.eps": 0.0, "train.niter": 0, "train.niter_decay": 0,
+    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0,
+    "log.log_every": 1, "log.sample_every": 1, "log.checkpoint_every": 1, "log.keep_checkpoints": 1,
+}
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               type(None): "null", dict: "an object"}
+_PLURAL_NAMES = {int: "integers", float: "numbers"}
+
+
+def _describe(annotation: Any) -> str:
+    """A type annotation in words, e.g. 'a list of 2 integers or null'."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} {_PLURAL_NAMES[args[0]]}"
+    return _TYPE_NAMES.get(origin or annotation, str(annotation))
+
+
+def _convert(value: Any, annotation: Any) -> Any:
+    """`value` as `annotation` asks (an integer also as a float, a list as a tuple); TypeError if it is not."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (types.UnionType, typing.Union):
+        for option in args:
+            with contextlib.suppress(TypeError):
+                return _convert(value, option)
+    elif origin is tuple and isinstance(value, (list, tuple)) and len(value) == len(args):
+        return tuple(_convert(v, a) for v, a in zip(value, args))
+    elif annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif annotation in (int, str, dict, type(None)) or origin is dict:
+        wanted = origin or annotation
+        if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+            return value
+    elif annotation is bool and isinstance(value, bool):
+        return value
+    raise TypeError(f"{value!r} is not {_describe(annotation)}")
+
+
 def _build(cls: type, values: dict[str, Any], where: str):
-    """A dataclass from a dict, recursively; unknown keys are an error naming them."""
+    """A dataclass from a dict, recursively; unknown keys and values of the wrong type are errors naming them."""
     if not isinstance(values, dict):
         raise ValueError(f"config section {where or 'top level'} must be an object, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key(s) {[f'{where}{k}' for k in unknown]}; known: {sorted(fields)}")
-    kwargs, defaults = {}, cls()
+    kwargs, defaults, annotations = {}, cls(), typing.get_type_hints(cls)
     for name, value in values.items():
         default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}{name}.")
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            continue
+        try:
+            kwargs[name] = _convert(value, annotations[name])
+        except TypeError:
+            raise ValueError(f"config key {where}{name}: expected {_describe(annotations[name])}, "
+                             f"got {value!r}") from None
     return cls(**kwargs)
 
 
+def _out_of_range(key: str, value: Any) -> str | None:
+    """Why a field's value is not allowed, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if key in MINIMUMS and value is not None and value < MINIMUMS[key]:
+        return f"a value >= {MINIMUMS[key]}"
+    if key in ("data.crop_size", "data.load_size") and value is not None and min(value) < 1:
+        return "two sizes >= 1"
+    if key == "train.unroll_groups" and value not in (True, False, "auto"):
+        return 'true, false or "auto"'
+    return None
+
+
+def validate(config: Config) -> None:
+    """Raise ValueError naming the first key whose value is out of range (types are checked on building)."""
+    sections = [(s.name, getattr(config, s.name)) for s in dataclasses.fields(config)]
+    for prefix, section in sections:
+        for field in dataclasses.fields(section) if dataclasses.is_dataclass(section) else ():
+            value, key = getattr(section, field.name), f"{prefix}.{field.name}"
+            expected = _out_of_range(key, value)
+            if expected:
+                raise ValueError(f"config key {key}: expected {expected}, got {value!r}")
+    ins_max, ins_per = config.train.ins_max, config.train.ins_per
+    if ins_max % ins_per:
+        raise ValueError(f"config keys train.ins_max={ins_max} and train.ins_per={ins_per}: ins_max must be a "
+                         f"multiple of ins_per (masks are translated in groups of ins_per; the last "
+                         f"{ins_max % ins_per} slot(s) would never be used)")
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """A Config from nested dicts (missing keys take their defaults)."""
-    return _build(Config, values, "")
+    """A checked Config from nested dicts (missing keys take their defaults)."""
+    config = _build(Config, values, "")
+    validate(config)
+    return config
 
 
 def _parse_value(text: str) -> Any:
@@ -117,8 +203,8 @@ def _parse_value(text: str) -> Any:
         return text  # a bare string
 
 
-def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `section.key=value` overrides (value parsed as JSON, else taken as a string)."""
+def _set_all(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `values` with each `section.key=value` override set in turn."""
     values = json.loads(json.dumps(values))
     for item in overrides:
         if "=" not in item:
@@ -132,6 +218,24 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise ValueError(f"override {item!r}: {key!r} is not a section")
         node[keys[-1]] = _parse_value(text)
     return values
+
+
+def _data_kind(values: dict[str, Any]) -> Any:
+    data = values.get("data")
+    return data.get("kind", DataConfig.kind) if isinstance(data, dict) else DataConfig.kind
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides (value parsed as JSON, else taken as a string).
+
+    When they change `data.kind`, the data options are only those the overrides give: the base's
+    belong to the other kind.
+    """
+    result = _set_all(values, overrides)
+    if _data_kind(result) != _data_kind(values):
+        given = _set_all({}, overrides).get("data", {})
+        result["data"]["options"] = given.get("options", {}) if isinstance(given, dict) else {}
+    return result
 
 
 def resolve_config_path(name_or_path: str) -> Path:

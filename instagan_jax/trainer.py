@@ -6,8 +6,11 @@
 
 A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
 `samples/step_<N>.png`. Running again on a workdir with checkpoints resumes from the newest
-readable one. SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly; a NaN or inf loss
-stops with an error naming the step and the loss term, keeping the last good checkpoint.
+good one (the logs after it are dropped); without checkpoints, an earlier run's logs are moved to
+`previous_run/`. The config, `steps` and the workdir are checked before the data is opened.
+SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly (`TrainSummary.interrupted`), so
+does a bad data file (then its DataError is raised); a NaN or inf loss, or a domain without any
+instance for a whole epoch, stops with a TrainingError, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import json
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +33,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from instagan_jax import data, training
-from instagan_jax.checkpoint import Checkpoints, replicated_abstract
-from instagan_jax.config import Config
+from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
+from instagan_jax.config import Config, validate
 from instagan_jax.visuals import sample_grid, save_png
 
 log = logging.getLogger(__name__)
@@ -82,8 +86,6 @@ def step_spec(config: Config, iters_per_epoch: float) -> training.StepSpec:
     schedule = training.Schedule(lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps, niter=t.niter,
                                  niter_decay=t.niter_decay, epoch_count=t.epoch_count,
                                  iters_per_epoch=float(iters_per_epoch))
-    if t.unroll_groups not in (True, False, "auto"):
-        raise ValueError(f"train.unroll_groups must be true, false or \"auto\", got {t.unroll_groups!r}")
     unroll = jax.default_backend() == "cpu" if t.unroll_groups == "auto" else t.unroll_groups
     return training.StepSpec(config.model, height, width, ins_max=t.ins_max, ins_per=t.ins_per,
                              pool_size=t.pool_size, weights=config.loss, schedule=schedule, unroll_groups=unroll)
@@ -94,7 +96,10 @@ def make_loader(config: Config) -> data.PairLoader:
     d, t = config.data, config.train
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
-    source_a, source_b = data.open_sources(d.kind, **dict(d.options))
+    try:
+        source_a, source_b = data.open_sources(d.kind, **dict(d.options))
+    except TypeError as err:  # an option the source does not take
+        raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
     transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=t.ins_max)
     return data.PairLoader(source_a, source_b, batch_size=t.batch_size // jax.process_count(),
                            transform=transform, seed=t.seed, num_threads=d.num_threads,
@@ -140,17 +145,56 @@ def stop_on_signals() -> Iterator[dict[str, str | None]]:
             signal.signal(sig, old)
 
 
-class _Logs:
-    """Metrics as JSON lines and TensorBoard scalars (written by process 0 only)."""
+LOG_NAMES = ("config.json", "metrics.jsonl", "tensorboard", "samples")
 
-    def __init__(self, workdir: Path):
+
+def set_aside_old_logs(workdir: Path) -> Path | None:
+    """Move the logs of an earlier run (LOG_NAMES) into `workdir/previous_run[.n]/`; return it, or None."""
+    old = [workdir / name for name in LOG_NAMES if (workdir / name).exists()]
+    if not old:
+        return None
+    aside = free_path(workdir / "previous_run")
+    aside.mkdir()
+    for path in old:
+        path.rename(aside / path.name)
+    return aside
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the lines of a metrics.jsonl file up to iteration `step` (and no half-written line)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError, TypeError, KeyError):
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
+class _Logs:
+    """Metrics as JSON lines and TensorBoard scalars (written by process 0 only).
+
+    Resuming at iteration `start` drops the logged iterations after it (TensorBoard's purge_step);
+    a fresh run (`resumed` false) first moves an earlier run's logs aside.
+    """
+
+    def __init__(self, workdir: Path, start: int, resumed: bool):
         self.enabled = jax.process_index() == 0
         self.jsonl = workdir / "metrics.jsonl"
         self.writer = None
         if self.enabled:
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(str(workdir / "tensorboard"))
+            if resumed:
+                truncate_metrics(self.jsonl, start)
+            else:
+                aside = set_aside_old_logs(workdir)
+                if aside is not None:
+                    print(f"no checkpoint in {workdir}: starting afresh, earlier logs moved to {aside}")
+            self.writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start + 1 if resumed else None)
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -164,6 +208,50 @@ class _Logs:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class InstanceCount:
+    """Counts the valid instance masks of each domain in this call's batches: InstaGAN learns nothing
+    from a domain without any (every loss term of its direction is 0)."""
+
+    def __init__(self, batches_per_epoch: float):
+        self.batches_per_epoch, self.batches, self.seen = batches_per_epoch, 0, {"A": 0, "B": 0}
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        self.batches += 1
+        for domain in self.seen:
+            self.seen[domain] += int(np.sum(batch[f"valid_{domain}"]))
+
+    def _message(self) -> str | None:
+        empty = [d for d, n in self.seen.items() if n == 0]
+        if not empty or not self.batches:
+            return None
+        return (f"domain {' and '.join(empty)} had no instance mask in {self.batches} batch(es): nothing is "
+                "learned from it (check the masks of the data, docs/DATA.md)")
+
+    def check(self) -> None:
+        """TrainingError once a whole epoch of batches has shown a domain no instance."""
+        message = self._message()
+        if message and self.batches >= self.batches_per_epoch:
+            raise TrainingError(f"{message}; stopping after one epoch")
+
+    def warn_if_empty(self) -> None:
+        """One warning if a run shorter than an epoch saw a domain without instances."""
+        message = self._message()
+        if message:
+            log.warning("%s", message)
+
+
+def check_workdir(workdir: Path) -> None:
+    """ValueError if the workdir or its checkpoints folder is a file, or the workdir cannot be written."""
+    for path in (workdir, workdir / "checkpoints"):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder: choose another --workdir")
+    existing = next(p for p in (workdir, *workdir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"workdir {workdir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir}: {existing} is not writable")
 
 
 def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> int:
@@ -201,6 +289,10 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     """
     from tqdm import tqdm
 
+    validate(config)
+    if steps is not None and steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    check_workdir(Path(workdir))
     if config.train.distributed:
         jax.distributed.initialize()
     workdir = Path(workdir)
@@ -209,33 +301,43 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     if config.train.batch_size % mesh.size:
         raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {mesh.size} devices")
     config_dict = config.to_dict()
+    step_spec(config, 1.0)  # image size and mask groups checked before the data is opened
     with contextlib.ExitStack() as cleanup:
+        stop = cleanup.enter_context(stop_on_signals())
         loader = loader or make_loader(config)
         cleanup.callback(loader.close)
         spec = step_spec(config, loader.batches_per_epoch)
         total = _total_steps(config, steps, loader.batches_per_epoch)
         checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
         cleanup.callback(checkpoints.close)
+        resumed = bool(checkpoints.steps())
         state, start = _restore_or_init(checkpoints, spec, config, mesh, loader)
+        logs = _Logs(workdir, start, resumed)
+        cleanup.callback(logs.close)
         if jax.process_index() == 0:
             _write_json(workdir / "config.json", config_dict)
         if start >= total:
             print(f"nothing to do: the workdir is at iteration {start} of {total} (raise --steps to go on)")
         iteration = compiled_iteration(spec, mesh)
         sharded = NamedSharding(mesh, PartitionSpec("data"))
-        logs = _Logs(workdir)
-        cleanup.callback(logs.close)
         bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not progress or jax.process_index())
         cleanup.callback(bar.close)
-        stop = cleanup.enter_context(stop_on_signals())
-        step, checkpoint, sample, visuals = start, None, None, None
+        step, checkpoint, sample, visuals, bad_data = start, None, None, None, None
+        instances = InstanceCount(loader.batches_per_epoch)
         timer = None  # (time, step) after the first iteration of this call, so compile time is excluded
         while step < total and not stop["signal"]:
-            state, metrics, visuals = iteration(state, to_global(next(loader), sharded))
+            try:
+                batch = next(loader)
+            except data.DataError as err:
+                bad_data = err
+                break
+            instances.add(batch)
+            state, metrics, visuals = iteration(state, to_global(batch, sharded))
             metrics = jax.device_get(metrics)
             step += 1
             timer = timer or (time.perf_counter(), step)
             check_finite(metrics, step)
+            instances.check()
             if step % config.log.log_every == 0 or step == total:
                 scalars = training.summarize(metrics)
                 lr = float(spec.schedule.lr_at(step - 1))
@@ -252,9 +354,14 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
         if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
             sample = _save_sample(workdir, step, visuals)
+        if bad_data is not None:
+            saved = f"checkpoint {checkpoint} saved; " if checkpoint is not None else ""
+            raise data.DataError(f"{bad_data} (stopped after iteration {step}; {saved}fix or remove the file, or "
+                                 "set data.skip_bad=true, then run again to resume)") from bad_data
         if stop["signal"]:
             print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
                   "Run the same command again to resume.")
+        instances.warn_if_empty()
     rate = (step - timer[1]) / (time.perf_counter() - timer[0]) if timer and step > timer[1] else 0.0
     return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate)
 
@@ -272,15 +379,17 @@ def _write_json(path: Path, values: dict) -> None:
 
 
 def checksums(workdir: str | Path) -> dict[str, Any]:
-    """The newest checkpoint's step and a float64 sum of squares of each network's parameters."""
+    """The newest good checkpoint's step and a float64 sum of squares of each network's parameters.
+
+    Reads only: damaged checkpoints are reported and skipped, as when training resumes.
+    """
     from instagan_jax.config import config_from_dict
 
-    checkpoints = Checkpoints(workdir)
+    checkpoints = Checkpoints(workdir, read_only=True)
     try:
-        steps = checkpoints.steps()
-        if not steps:
+        if not checkpoints.steps():
             raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
-        config = config_from_dict(checkpoints.read_config(steps[-1]))
+        config = config_from_dict(checkpoints.newest_config())
         spec = step_spec(config, 1.0)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)

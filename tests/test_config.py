@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from instagan_jax.config import CONFIG_DIR, config_from_dict, differences, load_config
@@ -51,3 +53,41 @@ def test_differences_are_flattened_keys():
     a = config_from_dict({}).to_dict()
     b = config_from_dict({"model": {"ngf": 8}, "train": {"steps": 5}}).to_dict()
     assert differences(a, b) == {"model.ngf": (64, 8), "train.steps": (None, 5)}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.ngf=abc", "model.ngf: expected an integer, got 'abc'"),
+    ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
+    ("data.crop_size=64", "data.crop_size: expected a list of 2 integers, got 64"),
+    ("train.steps=abc", "train.steps: expected an integer or null, got 'abc'"),
+    ("data.flip=yes", "data.flip: expected true or false, got 'yes'"),
+    ("log.checkpoint_every=0", "log.checkpoint_every: expected a value >= 1, got 0"),
+    ("train.steps=-1", "train.steps: expected a value >= 0, got -1"),
+    ("train.lr=NaN", "train.lr: expected a finite number, got nan"),
+    ("train.unroll_groups=maybe", "train.unroll_groups: expected true, false or \"auto\""),
+    ("train.ins_per=3", "train.ins_max=4 and train.ins_per=3"),
+])
+def test_values_of_the_wrong_type_or_range_name_the_key_value_and_expectation(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config("default", [override])
+
+
+def test_integers_are_accepted_as_floats_and_null_where_allowed():
+    config = load_config("default", ["train.lr=1", "train.steps=null", "data.load_size=null"])
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.train.steps is None and config.data.load_size is None
+
+
+@pytest.mark.parametrize("overrides", [
+    ["data.kind=folder", "data.options.root=/data/x"],
+    ["data.options.root=/data/x", "data.kind=folder"],
+    ['data={"kind": "folder", "options": {"root": "/data/x"}}'],
+])
+def test_changing_the_data_kind_drops_the_base_options(overrides):
+    data = load_config("default", overrides).data
+    assert data.kind == "folder" and data.options == {"root": "/data/x"}
+
+
+def test_options_of_the_same_kind_are_merged():
+    options = load_config("default", ["data.options.size=7"]).data.options
+    assert options["size"] == 7 and options["max_instances"] == 4

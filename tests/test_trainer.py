@@ -1,4 +1,5 @@
-"""The training loop: exact resume after SIGTERM, damaged checkpoints, config mismatch, NaN stop, CLI."""
+"""The training loop: exact resume after SIGTERM, damaged checkpoints (replaced, checksummed), logs on
+resume, config mismatch, NaN stop, bad data mid-run, domains without instances, up-front checks, CLI."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import logging
 import os
 import shutil
 import signal
+import struct
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-from instagan_jax import cli, trainer
+from instagan_jax import cli, data, trainer
 from instagan_jax.checkpoint import (
     Checkpoints,
     ConfigMismatchError,
@@ -87,17 +90,96 @@ def test_workdir_holds_metrics_samples_and_config(runs):
     assert json.loads((root / "straight" / "config.json").read_text())["name"] == "tiny"
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(runs, tmp_path, caplog):
-    workdir = tmp_path / "copy"
-    shutil.copytree(runs[0] / "straight", workdir)
-    state_dir = workdir / "checkpoints" / "6" / "state"
-    for f in state_dir.rglob("*"):
+def _damage(folder: Path) -> None:
+    for f in folder.rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
+
+
+def _copy_with_damaged_step_6(runs, tmp_path: Path, part: str = "state") -> Path:
+    workdir = tmp_path / "copy"
+    shutil.copytree(runs[0] / "straight", workdir)
+    _damage(workdir / "checkpoints" / "6" / part)
+    return workdir
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(runs, tmp_path, caplog):
+    workdir = _copy_with_damaged_step_6(runs, tmp_path)
     with caplog.at_level(logging.WARNING):
-        step, _, data = _final_state(workdir)
-    assert step == 4 and data["batches_served"] == 4
-    assert "checkpoints/6 cannot be read" in caplog.text
+        step, _, data_state = _final_state(workdir)
+    assert step == 4 and data_state["batches_served"] == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "checkpoints/6 is damaged" in warnings[0]
+    assert "\n" not in warnings[0] and len(warnings[0]) < 500
+
+
+def test_flipped_bytes_in_a_checkpoint_are_found_by_its_checksum(runs, tmp_path, caplog):
+    _, expected, _ = _final_state(runs[0] / "straight")
+    chunks = sorted((runs[0] / "straight" / "checkpoints" / "6" / "state").rglob("ocdbt.process_0/d/*"))
+    found_by_digest = 0
+    for chunk in (c for c in chunks if c.stat().st_size > 16384):
+        workdir = tmp_path / chunk.name
+        shutil.copytree(runs[0] / "straight", workdir)
+        damaged = workdir / chunk.relative_to(runs[0] / "straight")
+        content = bytearray(damaged.read_bytes())
+        start = len(content) // 10
+        content[start:start + 4096] = bytes(b ^ 0xFF for b in content[start:start + 4096])
+        damaged.write_bytes(bytes(content))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            step, state, _ = _final_state(workdir)
+        assert step == 4, f"{chunk.name}: a damaged checkpoint was restored as good"
+        found_by_digest += "SHA-256" in caplog.text
+    assert found_by_digest  # not only chunks that fail to decode
+
+
+def _event_files(workdir: Path) -> list:
+    """The events of each TensorBoard file (TFRecord framing: length, crc, data, crc), oldest file first."""
+    files = []
+    for path in sorted((workdir / "tensorboard").iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        raw, events, at = path.read_bytes(), [], 0
+        while at < len(raw):
+            (length,) = struct.unpack("<Q", raw[at:at + 8])
+            events.append(Event.FromString(raw[at + 12:at + 12 + length]))
+            at += 16 + length
+        files.append(events)
+    return files
+
+
+def test_a_damaged_step_is_replaced_and_logs_are_not_repeated(runs, tmp_path, caplog):
+    workdir = _copy_with_damaged_step_6(runs, tmp_path)
+    summary = trainer.train(CONFIG, workdir, steps=6, progress=False)
+    assert summary.start_step == 4 and summary.checkpoint == workdir / "checkpoints" / "6"
+    assert (workdir / "damaged_checkpoints" / "6" / "state").is_dir()  # moved aside, not deleted
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        step, state, _ = _final_state(workdir)
+    assert step == 6 and "damaged" not in caplog.text
+    _assert_same_state(_final_state(runs[0] / "straight")[1], state)
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    resumed_events = _event_files(workdir)[-1]
+    assert any(e.step == 5 and e.session_log.status == SessionLog.START for e in resumed_events)  # purges >= 5
+    assert min(e.step for e in resumed_events if e.summary.value) == 5
+
+
+def test_info_falls_back_from_a_damaged_checkpoint_and_creates_nothing(runs, tmp_path, capsys):
+    workdir = _copy_with_damaged_step_6(runs, tmp_path, part="")
+    assert cli.main(["info", str(workdir)]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 4
+    missing = tmp_path / "no_such_run"
+    assert cli.main(["info", str(missing)]) == 2
+    assert "no checkpoints folder" in capsys.readouterr().err and not missing.exists()
+
+
+def test_a_fresh_run_moves_earlier_logs_aside(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "G": 7.0}\n')
+    (tmp_path / "config.json").write_text('{"name": "earlier"}\n')
+    trainer.train(CONFIG, tmp_path, steps=1, progress=False)
+    assert (tmp_path / "previous_run" / "metrics.jsonl").read_text() == '{"step": 1, "G": 7.0}\n'
+    assert json.loads((tmp_path / "previous_run" / "config.json").read_text()) == {"name": "earlier"}
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["G"] != 7.0
+    assert json.loads((tmp_path / "config.json").read_text())["name"] == "tiny"
 
 
 def test_a_different_config_is_an_error_naming_the_keys(runs, tmp_path):
@@ -106,29 +188,38 @@ def test_a_different_config_is_an_error_naming_the_keys(runs, tmp_path):
         trainer.train(changed, runs[0] / "straight", steps=7, progress=False)
 
 
-class _NanAt:
-    """A loader whose `step`-th batch has a NaN pixel."""
+class _Edited:
+    """The config's loader with `edit(batch, n)` applied to its n-th batch (1-based) of this call."""
 
-    def __init__(self, loader, step: int):
-        self.loader, self.step, self.served = loader, step, 0
-        self.batches_per_epoch, self.skips = loader.batches_per_epoch, loader.skips
+    def __init__(self, edit):
+        self.loader, self.edit, self.served = trainer.make_loader(CONFIG), edit, 0
+        self.batches_per_epoch, self.skips = self.loader.batches_per_epoch, self.loader.skips
 
     def __next__(self):
         batch = next(self.loader)
         self.served += 1
-        if self.served == self.step:
-            batch["img_A"][0, 0, 0, 0] = np.nan
+        self.edit(batch, self.served)
         return batch
 
     def get_state(self):
         return self.loader.get_state()
 
+    def set_state(self, state):
+        self.loader.set_state(state)
+
     def close(self):
         self.loader.close()
 
 
+def _nan_at(step: int):
+    def edit(batch, n):
+        if n == step:
+            batch["img_A"][0, 0, 0, 0] = np.nan
+    return edit
+
+
 def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
-    loader = _NanAt(trainer.make_loader(CONFIG), step=3)
+    loader = _Edited(_nan_at(3))
     with pytest.raises(trainer.TrainingError, match=r"iteration 3: loss \w+ is nan"):
         trainer.train(CONFIG, tmp_path, steps=6, progress=False, loader=loader)
     assert Checkpoints(tmp_path).steps() == [2]
@@ -153,3 +244,91 @@ def test_cli_train_and_info(runs, tmp_path, capsys):
 def test_cli_reports_bad_config_keys(tmp_path, capsys):
     assert cli.main(["train", "--workdir", str(tmp_path), "--set", "train.batchsize=4"]) == 2
     assert "train.batchsize" in capsys.readouterr().err
+
+
+class _BrokenFileAt(_Edited):
+    """The config's loader, failing before its `step`-th batch as on an unreadable file."""
+
+    def __init__(self, step: int):
+        super().__init__(lambda batch, n: None)
+        self.step = step
+
+    def __next__(self):
+        if self.served + 1 == self.step:
+            raise data.DataError("cannot read image /data/trainA/broken.png")
+        return super().__next__()
+
+
+def test_bad_data_mid_run_saves_a_checkpoint_and_names_the_file(tmp_path):
+    with pytest.raises(data.DataError, match=r"broken\.png.*stopped after iteration 3; checkpoint .*3 saved"):
+        trainer.train(CONFIG, tmp_path, steps=6, progress=False, loader=_BrokenFileAt(4))
+    assert Checkpoints(tmp_path).steps() == [2, 3]
+    summary = trainer.train(CONFIG, tmp_path, steps=4, progress=False)
+    assert summary.start_step == 3 and summary.step == 4
+
+
+def _no_masks(batch, _n):
+    for domain in ("A", "B"):
+        batch[f"masks_{domain}"][...] = -1.0
+        batch[f"valid_{domain}"][...] = False
+
+
+def test_a_domain_without_instances_warns_in_a_short_run_and_stops_after_an_epoch(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        trainer.train(CONFIG, tmp_path, steps=2, progress=False, loader=_Edited(_no_masks))
+    assert "domain A and B had no instance mask in 2 batch(es)" in caplog.text
+    epoch = int(trainer.make_loader(CONFIG).batches_per_epoch)
+    with pytest.raises(trainer.TrainingError, match=rf"no instance mask in {epoch} batch\(es\).*after one epoch"):
+        trainer.train(CONFIG, tmp_path, steps=2 + epoch + 1, progress=False, loader=_Edited(_no_masks))
+
+
+def test_sigterm_before_the_first_iteration_ends_is_exit_status_3(tmp_path, monkeypatch, capsys):
+    compiled = trainer.compiled_iteration
+
+    def signalled_while_compiling(spec, mesh):
+        iteration = compiled(spec, mesh)
+
+        def first(state, batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return iteration(state, batch)
+        return first
+
+    monkeypatch.setattr(trainer, "compiled_iteration", signalled_while_compiling)
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(TINY_RUN))
+    argv = ["train", "--config", str(config_file), "--workdir", str(tmp_path / "run"), "--no-progress"]
+    assert cli.main([*argv, "--steps", "4"]) == cli.INTERRUPTED == 3
+    assert "SIGTERM: stopped after iteration 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "-1"], "steps must be >= 0, got -1"),
+    (["--set", "log.checkpoint_every=0"], "log.checkpoint_every: expected a value >= 1, got 0"),
+    (["--set", "model.ngf=abc"], "model.ngf: expected an integer, got 'abc'"),
+    (["--set", "data.options.sise=3"], "unexpected keyword argument 'sise'"),
+])
+def test_cli_train_refuses_bad_values_before_doing_anything(tmp_path, capsys, args, message):
+    workdir = tmp_path / "run"
+    assert cli.main(["train", "--workdir", str(workdir), "--no-progress", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (workdir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("file, workdir", [("run", "run"), ("run/checkpoints", "run"), ("file", "file/run")])
+def test_a_workdir_or_checkpoints_path_that_is_a_file_is_an_error(tmp_path, capsys, file, workdir):
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text("not a folder")
+    assert cli.main(["train", "--workdir", str(tmp_path / workdir), "--no-progress"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / file).read_text() == "not a folder"
+
+
+def test_an_unwritable_workdir_is_an_error(tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o500)
+    if os.access(parent, os.W_OK):  # root: take a folder that even root cannot create folders in
+        parent = Path("/sys")
+        if not parent.is_dir():
+            pytest.skip("running as root and no /sys to stand for an unwritable folder")
+    assert cli.main(["train", "--workdir", str(parent / "run"), "--no-progress"]) == 2
+    assert str(parent) in capsys.readouterr().err
