@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from instagan_jax import data, training
 from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
 from instagan_jax.config import Config, validate
+from instagan_jax.models import x64_scope
 from instagan_jax.visuals import sample_grid, save_png
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     config_dict = config.to_dict()
     step_spec(config, 1.0)  # image size and mask groups checked before the data is opened
     with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
         loader = loader or make_loader(config)
         cleanup.callback(loader.close)
@@ -392,8 +394,9 @@ def checksums(workdir: str | Path) -> dict[str, Any]:
         config = config_from_dict(checkpoints.newest_config())
         spec = step_spec(config, 1.0)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
-        step, state, _ = checkpoints.restore_latest(abstract)
+        with x64_scope(config.model.dtype):
+            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
+            step, state, _ = checkpoints.restore_latest(abstract)
     finally:
         checkpoints.close()
     sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))

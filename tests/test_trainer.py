@@ -128,8 +128,11 @@ def test_flipped_bytes_in_a_checkpoint_are_found_by_its_checksum(runs, tmp_path,
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             step, state, _ = _final_state(workdir)
-        assert step == 4, f"{chunk.name}: a damaged checkpoint was restored as good"
-        found_by_digest += "SHA-256" in caplog.text
+        if step == 6:  # the flipped block held no live data (OCDBT files may keep superseded bytes)
+            _assert_same_state(state, expected)
+        else:
+            assert step == 4
+            found_by_digest += "SHA-256" in caplog.text
     assert found_by_digest  # not only chunks that fail to decode
 
 
@@ -239,6 +242,26 @@ def test_cli_train_and_info(runs, tmp_path, capsys):
     _, state, _ = _final_state(workdir)
     expected = sum(float(np.sum(np.square(np.asarray(x, np.float64)))) for x in jax.tree.leaves(state.params["G_A"]))
     assert info["param_sum_of_squares"]["G_A"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_float64_training_from_the_command_line(tmp_path, capsys):
+    """model.dtype=float64 trains, checkpoints and resumes in float64; the process stays in float32 mode."""
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(TINY_RUN))
+    workdir = tmp_path / "f64"
+    args = ["train", "--config", str(config_file), "--workdir", str(workdir), "--no-progress",
+            "--set", "model.dtype=float64"]
+    assert cli.main([*args, "--steps", "1"]) == 0
+    assert cli.main([*args, "--steps", "2"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert cli.main(["info", str(workdir)]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+    config = config_from_dict({**TINY_RUN, "model": {**TINY_RUN["model"], "dtype": "float64"}})
+    with jax.enable_x64(True):
+        _, state, _ = _final_state(workdir, config)
+    floats = [x for x in jax.tree.leaves((state.params, state.opt, state.pools)) if x.dtype.kind == "f"]
+    assert floats and {x.dtype for x in floats} == {np.dtype("float64")}
+    assert not jax.config.jax_enable_x64
 
 
 def test_cli_reports_bad_config_keys(tmp_path, capsys):
