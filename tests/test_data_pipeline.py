@@ -119,10 +119,10 @@ def test_shards_are_disjoint():
     assert sorted(ids[0] + ids[1]) == list(range(12))
 
 
-def _indexed_loader(batch_size, shard_index=0, shard_count=1):
+def _indexed_loader(batch_size, shard_index=0, shard_count=1, num_epochs=None):
     cfg = TransformConfig(load_size=None, crop_size=None, ins_max=1)
     return PairLoader(_Indexed(12, "a"), _Indexed(5, "b"), batch_size=batch_size, transform=cfg, seed=4,
-                      shard_index=shard_index, shard_count=shard_count)
+                      shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
 
 
 def test_shards_put_together_are_the_global_batches_and_resume_on_another_process_count():
@@ -137,6 +137,9 @@ def test_shards_put_together_are_the_global_batches_and_resume_on_another_proces
     assert _same(whole[3:], _take(single, 2))
     with pytest.raises(ValueError, match=r"different pipeline.*'global_batch_size': \(4, 2\)"):
         _indexed_loader(2).set_state(state)
+    # 12 records, global batches of 8: one, on 1 process and on each of 2 (never 2 batches on one of them)
+    assert [len(list(_indexed_loader(4, i, 2, num_epochs=1))) for i in range(2)] == [1, 1]
+    assert len(list(_indexed_loader(8, num_epochs=1))) == 1
 
 
 @pytest.fixture

@@ -136,7 +136,8 @@ class PairLoader:
             positions = positions.shuffle(seed=self.seed)  # reshuffled per epoch by `repeat`
         stream = positions.repeat(self.num_epochs).map_with_index(self._maker)
         batches = stream.batch(self.batch_size, drop_remainder=True, batch_fn=stack_batch)
-        return batches[self.shard_index :: self.shard_count]
+        whole = len(batches) - len(batches) % self.shard_count  # all shards serve the same number
+        return batches[self.shard_index : whole : self.shard_count]
 
     def _start(self) -> Iterator[dict[str, Any]]:
         batches = self._dataset()[self._batches_served :]
