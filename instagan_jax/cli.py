@@ -22,11 +22,15 @@ def _parity(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from instagan_jax.cluster import cluster_settings
     from instagan_jax.config import load_config
     from instagan_jax.trainer import train
 
-    config = load_config(args.config, args.set)
-    summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress)
+    launch = (args.coordinator, args.num_processes, args.process_id)
+    distributed = ["train.distributed=true"] if any(value is not None for value in launch) else []
+    config = load_config(args.config, args.set + distributed)
+    cluster = cluster_settings(*launch) if config.train.distributed else None
+    summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress, cluster=cluster)
     done = summary.step - summary.start_step
     print(f"{done} iteration(s) in this run ({summary.iterations_per_second:.2f} it/s after compiling); "
           f"now at iteration {summary.step}")
@@ -57,13 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(commands)
     train = commands.add_parser("train", help="train InstaGAN (resumes when the workdir has checkpoints)")
     train.add_argument("--config", default="default",
-                       help="config name in experiments/configs/ or a JSON file (default: default)")
+                       help="config name in instagan_jax/configs/ or a JSON file (default: default)")
     train.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and samples")
     train.add_argument("--steps", type=int, default=None,
                        help="train until this many iterations in total (default: the config's)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.batch_size=4 (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    launch = train.add_argument_group(
+        "multi-process runs", "one process per host; each flag wins over its environment variable, and "
+        "giving any of them sets train.distributed=true")
+    launch.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="address of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
+    launch.add_argument("--num-processes", type=int, metavar="N",
+                        help="number of processes (default: $JAX_NUM_PROCESSES)")
+    launch.add_argument("--process-id", type=int, metavar="I",
+                        help="this process's id, 0 to N-1 (default: $JAX_PROCESS_ID)")
     train.set_defaults(func=_train)
     info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
     info.add_argument("workdir")

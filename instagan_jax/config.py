@@ -1,4 +1,4 @@
-"""Run configurations as data: JSON files in `experiments/configs/`, overridable with `key=value`.
+"""Run configurations as data: JSON files in `instagan_jax/configs/`, overridable with `key=value`.
 
     config = load_config("default", ["train.batch_size=4", "model.ngf=32"])
 
@@ -22,7 +22,7 @@ from typing import Any
 from instagan_jax.losses import LossWeights
 from instagan_jax.models import ModelConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with the code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +239,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def resolve_config_path(name_or_path: str) -> Path:
-    """A config file: a path, or the name of a file in experiments/configs/ (without .json)."""
+    """A config file: a path, or the name of a file in CONFIG_DIR (without .json)."""
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():

@@ -34,6 +34,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from instagan_jax import data, training
 from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
+from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import Config, validate
 from instagan_jax.models import x64_scope
 from instagan_jax.visuals import sample_grid, save_png
@@ -275,7 +276,6 @@ def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: 
     if restored is None:
         return jax.device_put(fresh(), replicated), 0
     start, state, data_state = restored
-    data_state["pipeline"]["shard_index"] = jax.process_index()
     loader.set_state(data_state)
     print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
     return state, start
@@ -283,10 +283,12 @@ def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: 
 
 def train(config: Config, workdir: str | Path, *, steps: int | None = None,
           loader: data.PairLoader | None = None, progress: bool = True,
-          on_step: Callable[[int], None] | None = None) -> TrainSummary:
+          on_step: Callable[[int], None] | None = None, cluster: dict[str, Any] | None = None) -> TrainSummary:
     """Train (or resume) until `steps` iterations are done (default: the config's).
 
     `loader` replaces the config's data (tests); `on_step(step)` is called after every iteration.
+    With `train.distributed`, `cluster` (default: `cluster.cluster_settings()`, from the environment)
+    is passed to `jax.distributed.initialize`.
     """
     from tqdm import tqdm
 
@@ -295,7 +297,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         raise ValueError(f"steps must be >= 0, got {steps}")
     check_workdir(Path(workdir))
     if config.train.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**(cluster_settings() if cluster is None else cluster))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh()

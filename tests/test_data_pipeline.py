@@ -119,6 +119,29 @@ def test_shards_are_disjoint():
     assert sorted(ids[0] + ids[1]) == list(range(12))
 
 
+def _indexed_loader(batch_size, shard_index=0, shard_count=1, num_epochs=None):
+    cfg = TransformConfig(load_size=None, crop_size=None, ins_max=1)
+    return PairLoader(_Indexed(12, "a"), _Indexed(5, "b"), batch_size=batch_size, transform=cfg, seed=4,
+                      shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
+
+
+def test_shards_put_together_are_the_global_batches_and_resume_on_another_process_count():
+    whole = _take(_indexed_loader(4), 5)
+    shards = [_indexed_loader(2, i, 2) for i in range(2)]
+    for step in range(3):
+        parts = [next(s) for s in shards]
+        assert [_ids(parts, d) for d in "AB"] == [_ids([whole[step]], d) for d in "AB"]
+    state = json.loads(json.dumps(shards[0].get_state()))
+    single = _indexed_loader(4)
+    single.set_state(state)  # saved by 2 processes, resumed by 1: the same global batch of 4
+    assert _same(whole[3:], _take(single, 2))
+    with pytest.raises(ValueError, match=r"different pipeline.*'global_batch_size': \(4, 2\)"):
+        _indexed_loader(2).set_state(state)
+    # 12 records, global batches of 8: one, on 1 process and on each of 2 (never 2 batches on one of them)
+    assert [len(list(_indexed_loader(4, i, 2, num_epochs=1))) for i in range(2)] == [1, 1]
+    assert len(list(_indexed_loader(8, num_epochs=1))) == 1
+
+
 @pytest.fixture
 def folder_with_bad_files(tmp_path):
     rng = np.random.default_rng(0)

@@ -6,6 +6,11 @@ with a B record drawn uniformly at random, as the reference does; its crops and 
 drawn from generators seeded by (seed, g). So every batch is a pure function of
 (seed, sources, settings, batch number), whatever the number of threads or worker processes,
 and the iterator state is just the number of batches served.
+
+With `shard_count` n processes each serving `batch_size` b, shard p's batch i is elements
+[i*n*b + p*b, i*n*b + (p+1)*b): the shards' batches i, put together in process order, are the
+global batch i of n*b elements, whatever n. So a position saved by n processes can be resumed by
+any number of processes that keeps the global batch.
 """
 
 from __future__ import annotations
@@ -130,8 +135,9 @@ class PairLoader:
         if self.shuffle:
             positions = positions.shuffle(seed=self.seed)  # reshuffled per epoch by `repeat`
         stream = positions.repeat(self.num_epochs).map_with_index(self._maker)
-        stream = stream[self.shard_index :: self.shard_count]
-        return stream.batch(self.batch_size, drop_remainder=True, batch_fn=stack_batch)
+        batches = stream.batch(self.batch_size, drop_remainder=True, batch_fn=stack_batch)
+        whole = len(batches) - len(batches) % self.shard_count  # all shards serve the same number
+        return batches[self.shard_index : whole : self.shard_count]
 
     def _start(self) -> Iterator[dict[str, Any]]:
         batches = self._dataset()[self._batches_served :]
@@ -168,11 +174,12 @@ class PairLoader:
                 "skipped": self.skips.count, "pipeline": self._fingerprint()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Continue after the batches counted in `state` (from `get_state` of an equal pipeline)."""
+        """Continue after the batches counted in `state` (from `get_state` of an equal pipeline; the
+        split over processes may differ if the global batch is the same)."""
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unknown data iterator state version {state.get('version')!r}")
-        mine = self._fingerprint()
-        diff = {k: (v, mine.get(k)) for k, v in state["pipeline"].items() if mine.get(k) != v}
+        saved, mine = _without_split(state["pipeline"]), _without_split(self._fingerprint())
+        diff = {k: (v, mine.get(k)) for k, v in saved.items() if mine.get(k) != v}
         if diff:
             raise ValueError(f"data iterator state is from a different pipeline (saved, now): {diff}")
         self.close()
@@ -192,6 +199,13 @@ class PairLoader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _without_split(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline fingerprint with the split over processes replaced by the global batch size."""
+    split = ("batch_size", "shard_index", "shard_count")
+    rest = {k: v for k, v in fingerprint.items() if k not in split}
+    return {**rest, "global_batch_size": fingerprint["batch_size"] * fingerprint["shard_count"]}
 
 
 def _mark_absl_flags_parsed() -> None:
