@@ -88,6 +88,9 @@ class StepSpec:
             raise ValueError(f"need 1 <= ins_per <= ins_max, got ins_per={self.ins_per}, ins_max={self.ins_max}")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"image size {self.height}x{self.width}: height and width must be multiples of 8")
+        if min(self.height, self.width) < 24:
+            raise ValueError(f"image size {self.height}x{self.width}: height and width must be at least 24 "
+                             "(the discriminator scores an (H/8 - 2) x (W/8 - 2) grid)")
 
     @property
     def n_groups(self) -> int:
