@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from instagan_jax.config import RESUMABLE_CHANGES, differences
+from instagan_jax.config import RESUMABLE_CHANGES, differences, with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ class Checkpoints:
                 failures.append(self._damaged(step, err))
                 continue
             if config is not None:
-                diff = {k: v for k, v in differences(saved_config, config).items() if k not in RESUMABLE_CHANGES}
+                diff = {k: v for k, v in differences(with_defaults(saved_config), config).items()
+                        if k not in RESUMABLE_CHANGES}
                 if diff:
                     lines = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, a, b in
                                       ((k, *v) for k, v in diff.items()))

@@ -262,6 +262,17 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
     return config_from_dict(apply_overrides(values, overrides or []))
 
 
+def with_defaults(saved: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A saved config dict with the keys added since it was written (e.g. `model.dtype`) at their
+    defaults, so that checkpoints of older versions still resume."""
+    defaults = Config().to_dict() if defaults is None else defaults
+    out = dict(defaults)
+    for key, value in saved.items():
+        nested = isinstance(value, dict) and isinstance(defaults.get(key), dict) and key != "options"
+        out[key] = with_defaults(value, defaults[key]) if nested else value
+    return out
+
+
 def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, tuple]:
     """Flattened `key: (saved, current)` for every differing leaf of two config dicts."""
     out = {}

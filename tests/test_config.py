@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from instagan_jax.config import CONFIG_DIR, config_from_dict, differences, load_config
+from instagan_jax.config import CONFIG_DIR, config_from_dict, differences, load_config, with_defaults
 
 PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE.md §5
     "jeans2skirt_ccp": ((300, 200), (330, 220), 400, 200),
@@ -91,3 +91,13 @@ def test_changing_the_data_kind_drops_the_base_options(overrides):
 def test_options_of_the_same_kind_are_merged():
     options = load_config("default", ["data.options.size=7"]).data.options
     assert options["size"] == 7 and options["max_instances"] == 4
+
+
+def test_a_config_saved_before_a_key_existed_matches_its_default():
+    """Checkpoints of older versions (e.g. without model.dtype) resume; real differences still show."""
+    current = load_config("default").to_dict()
+    old = {**current, "model": {k: v for k, v in current["model"].items() if k != "dtype"}}
+    assert differences(old, current) == {"model.dtype": (None, "float32")}
+    assert differences(with_defaults(old), current) == {}
+    old["data"] = {**current["data"], "options": {"size": 5}}
+    assert set(differences(with_defaults(old), current)) == {"data.options"}
