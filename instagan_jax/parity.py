@@ -388,7 +388,7 @@ _STEP0_FORWARD_TARGETS = "AABB"
 _STEP0_IDENTITY_TARGETS = {"G_B": "A", "G_A": "B"}
 
 
-def _step0_l1_ties(fixture: Fixture) -> tuple[int, float]:
+def step0_l1_ties(fixture: Fixture) -> tuple[int, float]:
     """(count, smallest gap) of real-image pixels within the output tolerance of a step-0 generator
     output of the reference: there the L1 gradient's sign is not settled between frameworks."""
     _, atol = fixture.tolerances["outputs"]
@@ -439,7 +439,7 @@ def _training_checks(checker: _Checker, fixture: Fixture) -> None:
     group_step = jax.jit(training.group_step, static_argnums=0)
     steps = fixture.meta.get("train_steps", [])
     exempt_count = 0
-    ties, gap = (0, 0.0) if fixture.exact else _step0_l1_ties(fixture)
+    ties, gap = (0, 0.0) if fixture.exact else step0_l1_ties(fixture)
     for i in range(spec.n_groups):
         root = f"train/step{i}/"
         info = i > 0 and not fixture.exact

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from instagan_jax import cli
-from instagan_jax.parity import DEFAULT_TOLERANCES, load_fixture, parse_tolerances
+from instagan_jax.parity import (
+    DEFAULT_TOLERANCES,
+    Check,
+    step0_l1_ties,
+    format_report,
+    load_fixture,
+    parse_tolerances,
+)
 
 
 def _report(capsys) -> tuple[list[str], dict[str, str]]:
@@ -41,6 +48,7 @@ def test_float64_fixture_passes_every_check_in_float64(reference_small_f64, caps
     assert tolerances == {("atol", 0.0), ("atol", 1e-9), ("rtol", 1e-9), ("rtol", 1e-7)}  # the fixture's guidance
 
 
+@pytest.mark.slow  # ~100 s; CI runs the float64 fixture, `make parity` both
 def test_float32_fixture_judges_what_float32_settles(reference_small, capsys):
     """Forwards, inference and the first sub-step are judged; values after noise-driven Adam steps are
     reported as information, with the reason."""
@@ -58,6 +66,17 @@ def test_float32_fixture_judges_what_float32_settles(reference_small, capsys):
     assert any(name.startswith("final_stats/") for name in info)
     assert any("reported, not judged" in line for line in lines if line.startswith("note:"))
     assert f"{len(info)} informational comparison(s), not counted (see the notes)" in lines
+
+
+def test_float32_ties_are_found_and_informational_rows_are_not_counted(reference_small, reference_small_f64):
+    count, gap = step0_l1_ties(load_fixture(reference_small))
+    assert count == 7 and gap < 3e-7  # input pixels within 1e-4 of a step-0 generator output
+    assert step0_l1_ties(load_fixture(reference_small_f64))[1] > 1e-5
+    checks = [Check("a", "outputs", "atol", 1e-4, 1e-5), Check("b", "updated", "atol", 1e-6, 4e-4, True)]
+    lines = format_report(checks, ["why"]).splitlines()
+    assert lines[-1] == "parity: 1/1 checks within tolerance"
+    assert lines[2].endswith(" ok") and lines[3].endswith(" info") and "note: why" in lines
+    assert "1 informational comparison(s), not counted (see the notes)" in lines
 
 
 def test_fixture_dtype_comes_from_its_json(reference_small, reference_small_f64):
