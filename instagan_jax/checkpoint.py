@@ -104,7 +104,7 @@ class Checkpoints:
             try:
                 saved_config = self.read_config(step)
             except Exception as err:  # noqa: BLE001 - any read failure means a damaged checkpoint
-                failures.append(self._damaged(step, err))
+                failures.append(self.mark_damaged(step, err))
                 continue
             if config is not None:
                 diff = {k: v for k, v in differences(with_defaults(saved_config), config).items()
@@ -118,12 +118,21 @@ class Checkpoints:
             try:
                 state, data_state = self._restore_verified(step, abstract_state)
             except Exception as err:  # noqa: BLE001
-                failures.append(self._damaged(step, err))
+                failures.append(self.mark_damaged(step, err))
                 continue
             return step, state, data_state
         if failures:
             raise RuntimeError(f"no readable checkpoint in {self.directory}: " + "; ".join(failures))
         return None
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+        """(state, data_state) of one step; ValueError naming the folder if it is missing or damaged."""
+        if step not in self.steps():
+            raise FileNotFoundError(f"no checkpoint {self.directory / str(step)} (saved steps: {self.steps()})")
+        try:
+            return self._restore_verified(step, abstract_state)
+        except Exception as err:  # noqa: BLE001 - any read failure means a damaged checkpoint
+            raise ValueError(self.mark_damaged(step, err)) from err
 
     def _restore_verified(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """(state, data_state) of a step; DamagedCheckpointError if the state's digest differs from the saved
@@ -137,7 +146,7 @@ class Checkpoints:
             raise DamagedCheckpointError("the state's SHA-256 digest differs from the one saved with it")
         return restored["state"], restored["data"]
 
-    def _damaged(self, step: int, err: Exception) -> str:
+    def mark_damaged(self, step: int, err: Exception) -> str:
         """Record a damaged step and warn in one line (once per step)."""
         reason = (str(err).strip().splitlines() or [""])[0][:200]
         message = f"checkpoint {self.directory / str(step)} is damaged ({type(err).__name__}: {reason})"
@@ -152,7 +161,7 @@ class Checkpoints:
             try:
                 return self.read_config(step)
             except Exception as err:  # noqa: BLE001 - a damaged checkpoint: try the previous one
-                self._damaged(step, err)
+                self.mark_damaged(step, err)
         raise FileNotFoundError(f"no checkpoint with a readable config in {self.directory}")
 
     def close(self) -> None:

@@ -387,21 +387,10 @@ def checksums(workdir: str | Path) -> dict[str, Any]:
 
     Reads only: damaged checkpoints are reported and skipped, as when training resumes.
     """
-    from instagan_jax.config import config_from_dict
+    from instagan_jax.trained import restore_state
 
-    checkpoints = Checkpoints(workdir, read_only=True)
-    try:
-        if not checkpoints.steps():
-            raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
-        config = config_from_dict(checkpoints.newest_config())
-        spec = step_spec(config, 1.0)
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        with x64_scope(config.model.dtype):
-            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
-            step, state, _ = checkpoints.restore_latest(abstract)
-    finally:
-        checkpoints.close()
+    _, step, state, folder = restore_state(workdir)
     sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))
             for name, params in state.params.items()}
-    return {"workdir": str(Path(workdir).resolve()), "step": int(step),
-            "checkpoint": str(checkpoints.directory / str(step)), "param_sum_of_squares": sums}
+    return {"workdir": str(Path(workdir).resolve()), "step": step, "checkpoint": str(folder),
+            "param_sum_of_squares": sums}

@@ -32,3 +32,26 @@ def reference_small() -> Path:
 def reference_small_f64() -> Path:
     """The float64 reference fixture for the small configuration (skips where ../shared is absent)."""
     return require_shared(REFERENCE_SMALL_F64)
+
+
+TINY_RUN = {
+    "name": "tiny",
+    "model": {"ngf": 4, "ndf": 4, "n_blocks": 1},
+    "data": {"kind": "shapes", "options": {"size": 20, "height": 36, "width": 36, "max_instances": 3},
+             "crop_size": [32, 32], "num_threads": 1},
+    "train": {"batch_size": 2, "ins_max": 2, "ins_per": 1, "pool_size": 2, "niter": 1, "niter_decay": 2,
+              "unroll_groups": False},
+    "log": {"log_every": 1, "sample_every": 2, "checkpoint_every": 2, "keep_checkpoints": 5},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A workdir of a tiny shapes model trained for 3 iterations (checkpoints at 2 and 3), shared by the
+    tests of the commands that use a trained model. Read it; do not write into it."""
+    from instagan_jax.config import config_from_dict
+    from instagan_jax.trainer import train
+
+    workdir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(config_from_dict(TINY_RUN), workdir, steps=3, progress=False)
+    return workdir

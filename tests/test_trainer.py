@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import TINY_RUN
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 from instagan_jax import cli, data, trainer
@@ -25,15 +26,6 @@ from instagan_jax.checkpoint import (
 from instagan_jax.config import config_from_dict
 from instagan_jax.training import init_state
 
-TINY_RUN = {
-    "name": "tiny",
-    "model": {"ngf": 4, "ndf": 4, "n_blocks": 1},
-    "data": {"kind": "shapes", "options": {"size": 20, "height": 36, "width": 36, "max_instances": 3},
-             "crop_size": [32, 32], "num_threads": 1},
-    "train": {"batch_size": 2, "ins_max": 2, "ins_per": 1, "pool_size": 2, "niter": 1, "niter_decay": 2,
-              "unroll_groups": False},
-    "log": {"log_every": 1, "sample_every": 2, "checkpoint_every": 2, "keep_checkpoints": 5},
-}
 CONFIG = config_from_dict(TINY_RUN)
 
 

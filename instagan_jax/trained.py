@@ -1,0 +1,108 @@
+"""The networks of a trained run, for translating, evaluating, converting and fine-tuning.
+
+    model = load_trained(workdir="runs/demo")              # the newest good checkpoint
+    model = load_trained(checkpoint="runs/demo/checkpoints/2000")
+    forward, backward = model.generators("AtoB")           # G_A (A -> B), G_B (B -> A)
+
+A checkpoint folder is `<workdir>/checkpoints/<step>`, as `instagan train` writes it (and
+`instagan convert --from-torch`). Float64 models are loaded in float64: use them inside
+`models.x64_scope(model.config.model.dtype)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+from flax import nnx
+
+from instagan_jax import training
+from instagan_jax.checkpoint import Checkpoints, replicated_abstract
+from instagan_jax.config import Config, config_from_dict, with_defaults
+from instagan_jax.models import SetDiscriminator, SetGenerator, abstract, x64_scope
+
+DIRECTIONS = {"AtoB": ("G_A", "G_B"), "BtoA": ("G_B", "G_A")}  # (forward, backward) generator names
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A run's four networks at one checkpoint, with the run's config."""
+
+    config: Config
+    step: int
+    checkpoint: Path  # the checkpoint folder read
+    networks: dict[str, nnx.Module]  # G_A (A -> B), G_B (B -> A), D_A (scores domain B), D_B (scores A)
+
+    def generators(self, direction: str) -> tuple[SetGenerator, SetGenerator]:
+        """(forward, backward) generators of 'AtoB' or 'BtoA'."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+        forward, backward = DIRECTIONS[direction]
+        return self.networks[forward], self.networks[backward]
+
+
+def locate(workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> tuple[Path, int | None]:
+    """(workdir, step) from either a run's workdir (step None: the newest) or one checkpoint folder."""
+    if (workdir is None) == (checkpoint is None):
+        raise ValueError("give either a workdir (--workdir RUN) or a checkpoint folder (--checkpoint RUN/checkpoints/N)")
+    if workdir is not None:
+        return Path(workdir), None
+    folder = Path(checkpoint)
+    if not folder.is_dir() or folder.parent.name != "checkpoints" or not folder.name.isdigit():
+        raise ValueError(f"{checkpoint} is not a checkpoint folder: expected RUN/checkpoints/<step> "
+                         "(or pass the run's folder with --workdir)")
+    return folder.parent.parent, int(folder.name)
+
+
+def _named_config(checkpoints: Checkpoints, step: int) -> dict:
+    """The config saved with one step; ValueError naming the folder if it cannot be read."""
+    try:
+        return checkpoints.read_config(step)
+    except Exception as err:  # noqa: BLE001 - any read failure means a damaged checkpoint
+        raise ValueError(f"{checkpoints.mark_damaged(step, err)}: choose another step in {checkpoints.directory}") from err
+
+
+def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | None = None):
+    """(config, step, TrainState, checkpoint folder) of a run: its newest good checkpoint, or the one named.
+
+    The state lives on the first device, in the model's dtype (64-bit mode is on while restoring).
+    """
+    run, step = locate(workdir, checkpoint)
+    checkpoints = Checkpoints(run, read_only=True)
+    try:
+        steps = checkpoints.steps()
+        if not steps:
+            raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
+        saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
+        config = config_from_dict(with_defaults(saved))
+        from instagan_jax.trainer import step_spec  # here: the trainer imports this module (--init-from)
+
+        spec = step_spec(config, 1.0)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        with x64_scope(config.model.dtype):
+            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
+            if step is None:
+                step, state, _ = checkpoints.restore_latest(abstract)
+            else:
+                state, _ = checkpoints.restore(step, abstract)
+    finally:
+        checkpoints.close()
+    return config, int(step), state, checkpoints.directory / str(step)
+
+
+def networks_from_state(config: Config, state: training.TrainState) -> dict[str, nnx.Module]:
+    """The four modules of a train state (G_A, G_B, D_A, D_B), spectral vectors included."""
+    modules = {}
+    with x64_scope(config.model.dtype):
+        for name in training.GENERATORS + training.DISCRIMINATORS:
+            module = abstract(SetGenerator if name in training.GENERATORS else SetDiscriminator, config.model)
+            nnx.update(module, state.params[name], state.spectral.get(name, nnx.State({})))
+            modules[name] = module
+    return modules
+
+
+def load_trained(workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> TrainedModel:
+    """The networks of a run's newest good checkpoint (`workdir`) or of one checkpoint folder."""
+    config, step, state, folder = restore_state(workdir, checkpoint)
+    return TrainedModel(config, step, folder, networks_from_state(config, state))
