@@ -46,6 +46,18 @@ def test_round_and_angular_domains_are_separable():
     assert rectangularity(np.zeros((5, 5), bool)) == 0.0
 
 
+def test_object_size_sets_the_scale_and_is_checked():
+    def median_area(object_size):
+        return np.median([m.sum() for i in range(20) for m in shapes_record("B", i, 0, 72, 72, 2, object_size)[1]])
+
+    assert median_area((0.1, 0.25)) > 1.8 * median_area((0.06, 0.2))
+    source = ShapesSource("A", size=2, height=40, width=40, object_size=[0.2, 0.2])
+    assert source.object_size == (0.2, 0.2) and "object_size=(0.2, 0.2)" in repr(source)
+    for bad in ([0.3, 0.1], [0.0, 0.2], [0.1, 0.5], [0.1], "big"):
+        with pytest.raises(ValueError, match="object_size"):
+            ShapesSource("A", object_size=bad)
+
+
 def test_source():
     source = ShapesSource("B", size=5, seed=1, height=48, width=40)
     record = source[4]

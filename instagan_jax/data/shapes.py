@@ -15,7 +15,7 @@ import numpy as np
 from instagan_jax.data.records import Record
 
 _DOMAIN_CODES = {"A": 0, "B": 1}
-_MIN_SIZE, _MAX_SIZE = 0.06, 0.2  # half extent, as a fraction of min(height, width)
+OBJECT_SIZE = (0.06, 0.2)  # default range of an object's half extent, as a fraction of min(height, width)
 _PLACEMENT_TRIES = 40
 
 
@@ -57,12 +57,24 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return (base - 0.175) + 0.35 * noise + grey[..., None]
 
 
+def check_object_size(object_size) -> tuple[float, float]:
+    """`object_size` as a (low, high) tuple; ValueError unless 0 < low <= high <= 0.45."""
+    try:
+        low, high = (float(x) for x in object_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"shapes object_size must be [low, high], got {object_size!r}") from None
+    if not 0.0 < low <= high <= 0.45:
+        raise ValueError(f"shapes object_size must satisfy 0 < low <= high <= 0.45, got {object_size!r}")
+    return low, high
+
+
 def _shape_mask(
-    domain: str, rng: np.random.Generator, height: int, width: int, scale: float
+    domain: str, rng: np.random.Generator, height: int, width: int, scale: float,
+    object_size: tuple[float, float] = OBJECT_SIZE,
 ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
     """A random shape of `domain` inside the image: (window, bool mask and float32 shading in it)."""
     size = min(height, width)
-    half_a = rng.uniform(_MIN_SIZE, _MAX_SIZE) * size * scale
+    half_a = rng.uniform(*object_size) * size * scale
     square = rng.random() < 0.5  # disc resp. square; otherwise ellipse resp. rectangle
     half_b = half_a if square else half_a * rng.uniform(0.45, 0.8)
     angle = rng.uniform(0, np.pi)
@@ -91,13 +103,16 @@ def shapes_record(
     height: int = 200,
     width: int = 200,
     max_instances: int = 6,
+    object_size: tuple[float, float] = OBJECT_SIZE,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One image of the shapes data set: (RGB uint8 (H, W, 3), [bool (H, W) mask per instance]).
 
-    Deterministic in its arguments; 1 to `max_instances` instances that do not overlap.
+    Deterministic in its arguments; 1 to `max_instances` instances that do not overlap, each of a
+    half extent drawn from `object_size` (fractions of min(height, width); shrunk if it does not fit).
     """
     if height < 16 or width < 16:
         raise ValueError(f"shapes images must be at least 16x16, got {height}x{width}")
+    check_object_size(object_size)
     rng = np.random.default_rng([seed, _domain_code(domain), index])
     image = _background(rng, height, width)
     count = int(rng.integers(1, max_instances + 1))
@@ -105,7 +120,8 @@ def shapes_record(
     masks: list[np.ndarray] = []
     for _ in range(count):
         for attempt in range(_PLACEMENT_TRIES):
-            window, local, shading = _shape_mask(domain, rng, height, width, 1.0 - attempt / (2 * _PLACEMENT_TRIES))
+            scale = 1.0 - attempt / (2 * _PLACEMENT_TRIES)
+            window, local, shading = _shape_mask(domain, rng, height, width, scale, object_size)
             if local.any() and not (local & taken[window]).any():
                 break
         else:
@@ -144,12 +160,14 @@ class ShapesSource:
         height: int = 200,
         width: int = 200,
         max_instances: int = 6,
+        object_size: tuple[float, float] = OBJECT_SIZE,
     ):
         _domain_code(domain)
         if size < 1:
             raise ValueError(f"shapes domain {domain} must have at least one record, got size={size}")
         self.domain, self.size, self.seed = domain, size, seed
         self.height, self.width, self.max_instances = height, width, max_instances
+        self.object_size = check_object_size(object_size)
 
     def __len__(self) -> int:
         return self.size
@@ -157,12 +175,14 @@ class ShapesSource:
     def __getitem__(self, index: int) -> Record:
         if not 0 <= index < self.size:
             raise IndexError(f"shapes index {index} out of range [0, {self.size})")
-        image, masks = shapes_record(self.domain, index, self.seed, self.height, self.width, self.max_instances)
+        image, masks = shapes_record(self.domain, index, self.seed, self.height, self.width, self.max_instances,
+                                     self.object_size)
         return Record(image=image, masks=[m.astype(np.uint8) * 255 for m in masks],
                       id=f"shapes{self.domain}_{index:06d}")
 
     def __repr__(self) -> str:
-        return f"ShapesSource({self.domain!r}, size={self.size}, seed={self.seed}, {self.height}x{self.width})"
+        return (f"ShapesSource({self.domain!r}, size={self.size}, seed={self.seed}, {self.height}x{self.width}, "
+                f"object_size={self.object_size})")
 
 
 def rectangularity(mask: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from instagan_jax.data.records import RecordSource
 def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]:
     """(source A, source B) of a data set described by `kind` and its options.
 
-    kind 'shapes': size=1000, seed=0, height=200, width=200, max_instances=6.
+    kind 'shapes': size=1000, seed=0, height=200, width=200, max_instances=6, object_size=(0.06, 0.2).
     kind 'folder': root, phase='train' (reference layout, `<root>/<phase>A`, ...).
     kind 'coco': annotations (instances json), images (folder), category_a, category_b, include_crowd=True.
     kind 'tfds': name (e.g. 'instagan_coco/sheep_giraffe'), data_dir=None, phase='train'.
