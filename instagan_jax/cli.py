@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
+    except (OSError, ImportError, KeyError, ValueError, RuntimeError) as err:
         print(f"instagan {args.command}: error: {err}", file=sys.stderr)
         return 2
 
