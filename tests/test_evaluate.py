@@ -119,7 +119,7 @@ def test_eval_command_on_a_tiny_run(tiny_run, tmp_path, capsys):
         r = results["directions"][direction]
         assert r["images"] == 3 and r["instances"] >= 3
         assert set(r) == {"images", "instances", "background", "masks", "shape", "fid", "kid"}
-        assert r["background"]["l1"] >= 0 and r["fid"] >= 0 and set(r["kid"]) == {"mean", "std"}
+        assert r["background"]["l1"] >= 0 and r["fid"] >= 0 and set(r["kid"]) == {"mean", "std", "subset_size"}
         assert set(r["shape"]["input"]) == {"rectangularity", "target_fraction", "irregular_fraction"}
     # AtoB's inputs are discs and ellipses (never angular); the real target masks are BtoA's inputs
     a_to_b, b_to_a = results["directions"]["AtoB"]["shape"], results["directions"]["BtoA"]["shape"]
