@@ -50,6 +50,24 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from instagan_jax.evaluate import evaluate_run, format_table
+
+    results, path = evaluate_run(args.workdir, args.checkpoint, data=args.data, num=args.num,
+                                 batch_size=args.batch_size, out=args.out, fid_weights=args.fid_weights,
+                                 progress=not args.no_progress)
+    print(format_table(results))
+    print(f"results: {path.resolve()}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from instagan_jax.report import write_report
+
+    print(f"report: {write_report(args.workdir).resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="instagan", description=__doc__)
@@ -81,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
     info.add_argument("workdir")
     info.set_defaults(func=_info)
+    evaluate = commands.add_parser("eval", help="background, mask, shape, FID/KID metrics of a trained run on "
+                                   "held-out data (docs/EVAL.md)")
+    where = evaluate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--workdir", help="the run's folder: its newest good checkpoint is evaluated")
+    where.add_argument("--checkpoint", help="one checkpoint folder, RUN/checkpoints/<step>")
+    evaluate.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                          help="override the run's data config, e.g. --data options.seed=7 or --data "
+                          "options.phase=val (repeatable; default: the run's data, held out as docs/EVAL.md says)")
+    evaluate.add_argument("--num", type=int, default=100, help="images per domain, at most (default: 100)")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="images translated at once (default: 8)")
+    evaluate.add_argument("--out", help="JSON file to write (default: RUN/eval/step_<N>.json)")
+    evaluate.add_argument("--fid-weights", metavar="FILE",
+                          help="feature network weights (.npz) for FID/KID; without it they are omitted")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_eval)
+    report = commands.add_parser("report", help="write RUN/report.html: loss curves, samples, eval tables, config")
+    report.add_argument("workdir", help="the run's folder")
+    report.set_defaults(func=_report)
     return parser
 
 

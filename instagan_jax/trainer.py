@@ -35,9 +35,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from instagan_jax import data, training
 from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
 from instagan_jax.cluster import cluster_settings
-from instagan_jax.config import Config, validate
+from instagan_jax.config import Config, DataConfig, validate
 from instagan_jax.models import x64_scope
-from instagan_jax.visuals import sample_grid, save_png
+from instagan_jax.visuals import sample_grid, save_png, write_text
 
 log = logging.getLogger(__name__)
 BATCH_KEYS = tuple(f"{kind}_{d}" for d in ("A", "B") for kind in ("img", "masks", "valid"))
@@ -93,15 +93,20 @@ def step_spec(config: Config, iters_per_epoch: float) -> training.StepSpec:
                              pool_size=t.pool_size, weights=config.loss, schedule=schedule, unroll_groups=unroll)
 
 
+def open_data(d: DataConfig) -> tuple[data.RecordSource, data.RecordSource]:
+    """(source A, source B) of a data config; ValueError naming an option the source does not take."""
+    try:
+        return data.open_sources(d.kind, **dict(d.options))
+    except TypeError as err:
+        raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
+
+
 def make_loader(config: Config) -> data.PairLoader:
     """This process's shard of the config's data, batch = global batch / number of processes."""
     d, t = config.data, config.train
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
-    try:
-        source_a, source_b = data.open_sources(d.kind, **dict(d.options))
-    except TypeError as err:  # an option the source does not take
-        raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
+    source_a, source_b = open_data(d)
     transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=t.ins_max)
     return data.PairLoader(source_a, source_b, batch_size=t.batch_size // jax.process_count(),
                            transform=transform, seed=t.seed, num_threads=d.num_threads,
@@ -377,9 +382,7 @@ def _save_sample(workdir: Path, step: int, visuals: Any) -> Path | None:
 
 
 def _write_json(path: Path, values: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(values, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(values, indent=2) + "\n")
 
 
 def checksums(workdir: str | Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """PNG sample grids like the reference's visuals: per direction, real / translated / reconstructed
-image, then the real / translated / reconstructed union of the masks (first sample of the batch)."""
+image, then the real / translated / reconstructed union of the masks (first sample of the batch),
+under a header strip that names the columns, beside a strip that names the direction of each row."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 COLUMNS = ("real_img", "fake_img", "rec_img", "real_union", "fake_union", "rec_union")
+COLUMN_LABELS = ("real\nimage", "fake\nimage", "rec\nimage", "real\nmasks", "fake\nmasks", "rec\nmasks")
+ROW_LABELS = {"A": "A->B", "B": "B->A"}  # training's direction keys; other keys are shown as they are
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -20,17 +23,39 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return ((np.clip(x, -1.0, 1.0) + 1.0) / 2.0 * 255.0).astype(np.uint8)
 
 
+def _text_tile(text: str, height: int, width: int, font: ImageFont.ImageFont) -> np.ndarray:
+    """Black text centred on a white (height, width, 3) uint8 tile."""
+    canvas = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(canvas).multiline_text((width / 2, height / 2), text, fill="black", font=font,
+                                          anchor="mm", align="center", spacing=1)
+    return np.asarray(canvas)
+
+
+def _assemble(rows: list[list[np.ndarray]], gap: int) -> np.ndarray:
+    """Tiles (equal heights within a row, equal widths within a column) joined with white gaps."""
+    def join(tiles: list[np.ndarray], axis: int) -> np.ndarray:
+        shape = list(tiles[0].shape)
+        shape[axis] = gap
+        spacer = np.full(shape, 255, np.uint8)
+        return np.concatenate([part for tile in tiles for part in (tile, spacer)][:-1], axis=axis)
+
+    return join([join(row, axis=1) for row in rows], axis=0)
+
+
 def sample_grid(visuals_by_direction: dict, sample: int = 0, gap: int = 2) -> np.ndarray:
-    """One row per direction (A->B, then B->A), the six COLUMNS side by side, `gap` white pixels apart."""
-    rows = []
-    for visuals in visuals_by_direction.values():
-        tiles = [to_uint8(np.asarray(getattr(visuals, name))[sample]) for name in COLUMNS]
-        height = tiles[0].shape[0]
-        spacer = np.full((height, gap, 3), 255, np.uint8)
-        row = [t for tile in tiles for t in (tile, spacer)][:-1]
-        rows.append(np.concatenate(row, axis=1))
-    spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate([r for row in rows for r in (row, spacer)][:-1], axis=0)
+    """One row per direction (A->B, then B->A), the six COLUMNS side by side, `gap` white pixels apart,
+    with the column labels (COLUMN_LABELS) above and the direction (ROW_LABELS) to the left."""
+    rows = [[to_uint8(np.asarray(getattr(visuals, name))[sample]) for name in COLUMNS]
+            for visuals in visuals_by_direction.values()]
+    height, width = rows[0][0].shape[:2]
+    font = ImageFont.load_default(size=max(8, min(16, width // 6)))
+    names = [ROW_LABELS.get(key, str(key)) for key in visuals_by_direction]
+    side = int(max(font.getlength(name) for name in names)) + 6
+    header_height = 2 * int(font.size) + 6
+    header = [_text_tile("", header_height, side, font)] + [_text_tile(label, header_height, width, font)
+                                                       for label in COLUMN_LABELS]
+    labelled = [[_text_tile(name, height, side, font)] + row for name, row in zip(names, rows)]
+    return _assemble([header] + labelled, gap)
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
@@ -39,5 +64,15 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path

@@ -1,0 +1,412 @@
+"""`instagan eval`: how well a trained run translates held-out data, per direction (docs/EVAL.md).
+
+    results, path = evaluate_run(workdir="runs/demo", num=100)   # also written to RUN/eval/step_N.json
+    print(format_table(results))
+
+Per direction (AtoB: domain A images translated by G_A; BtoA by G_B): background preservation (L1 in
+0-255 units, PSNR in dB, outside the union of the input and translated masks), agreement of each
+translated mask with its input mask (IoU, area ratio), on shapes data the rectangularity of the input
+and translated masks, and with a feature network FID and KID against real images of the target domain.
+Masks are binarised at 0 (the middle of [-1, 1]). An infinite PSNR (identical backgrounds) is the
+string "inf" in the JSON, which is otherwise strict JSON (no NaN: an undefined value is null).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instagan_jax.data.shapes import rectangularity
+
+SHAPE_THRESHOLD = (math.pi / 4 + 1.0) / 2.0  # rectangularity between a disc (pi/4) and a square (1)
+IRREGULAR_BELOW = math.pi / 2 - SHAPE_THRESHOLD  # as far below a disc as the threshold is above: neither shape
+KID_SUBSET_SIZE = 1000  # features per KID subset, fewer when there are under 2000 images
+HELD_OUT_SEED_OFFSET = 1000  # shapes: evaluated on seed = training seed + this
+DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}  # direction -> (source, target) domain
+SHAPE_NAMES = {"A": "round (disc/ellipse)", "B": "angular (square/rectangle)"}
+NO_FEATURES = "FID/KID omitted: no --fid-weights given (docs/EVAL.md says how to get a weights file)"
+
+
+def binarize(masks: np.ndarray) -> np.ndarray:
+    """Masks in [-1, 1] -> bool, True where the value is above 0."""
+    return np.asarray(masks) > 0.0
+
+
+def background_difference(real_img: np.ndarray, fake_img: np.ndarray, real_union: np.ndarray,
+                          fake_union: np.ndarray) -> np.ndarray:
+    """Output - input in 0-255 units at the pixels outside both mask unions (B,H,W,1): (n, C) float64."""
+    keep = ~(binarize(real_union) | binarize(fake_union))[..., 0]
+    diff = (np.asarray(fake_img, np.float64) - np.asarray(real_img, np.float64)) * 127.5
+    return diff[keep]
+
+
+def psnr(mse: float, peak: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB; inf for mse 0."""
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def mask_pairs(real_masks: np.ndarray, fake_masks: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Binarised (n,H,W) input and translated masks of the valid slots of (B,K,H,W,1) sets."""
+    valid = np.asarray(valid, bool)
+    return binarize(real_masks)[valid][..., 0], binarize(fake_masks)[valid][..., 0]
+
+
+def iou(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+    """Intersection over union of each pair of bool (n,H,W) masks; NaN where both are empty."""
+    inter = (real & fake).sum(axis=(1, 2)).astype(np.float64)
+    union = (real | fake).sum(axis=(1, 2)).astype(np.float64)
+    return np.divide(inter, union, out=np.full_like(inter, np.nan), where=union > 0)
+
+
+def area_ratio(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+    """Translated area / input area of each pair of bool (n,H,W) masks; NaN where the input is empty."""
+    real_area = real.sum(axis=(1, 2)).astype(np.float64)
+    return np.divide(fake.sum(axis=(1, 2)).astype(np.float64), real_area, out=np.full_like(real_area, np.nan),
+                     where=real_area > 0)
+
+
+def shape_scores(masks: np.ndarray) -> np.ndarray:
+    """`rectangularity` of each non-empty bool (n,H,W) mask (empty ones are left out)."""
+    return np.array([rectangularity(m) for m in masks if m.any()], np.float64)
+
+
+def distribution(values: np.ndarray) -> dict[str, float | int | None]:
+    """Mean and quartiles of the finite values, with their count (None when there are none)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"mean": None, "q25": None, "median": None, "q75": None, "count": 0}
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    return {"mean": float(values.mean()), "q25": float(q25), "median": float(median), "q75": float(q75),
+            "count": int(values.size)}
+
+
+def shape_summary(scores: np.ndarray, target: str) -> dict[str, Any]:
+    """Distribution of rectangularity scores, the fraction classified as the `target` domain's shape
+    (B: >= SHAPE_THRESHOLD; A: in [IRREGULAR_BELOW, SHAPE_THRESHOLD)) and the fraction of neither
+    (below IRREGULAR_BELOW: ragged or scattered masks, far from any disc)."""
+    irregular = scores < IRREGULAR_BELOW
+    on_target = scores >= SHAPE_THRESHOLD if target == "B" else (scores < SHAPE_THRESHOLD) & ~irregular
+    fraction = (lambda x: float(x.mean())) if scores.size else (lambda x: None)
+    return {"rectangularity": distribution(scores), "target_fraction": fraction(on_target),
+            "irregular_fraction": fraction(irregular)}
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one direction's batches add up to."""
+
+    abs_sum: float = 0.0
+    sq_sum: float = 0.0
+    values: int = 0  # background values (pixels x channels) compared
+    pixels: int = 0  # all values of the images
+    images: int = 0
+    iou: list = dataclasses.field(default_factory=list)
+    area_ratio: list = dataclasses.field(default_factory=list)
+    shape_in: list = dataclasses.field(default_factory=list)
+    shape_out: list = dataclasses.field(default_factory=list)
+    empty_out: int = 0
+    real_features: list = dataclasses.field(default_factory=list)
+    fake_features: list = dataclasses.field(default_factory=list)
+
+    def add(self, real_img, real_masks, valid, out, shapes: bool) -> None:
+        """One batch: input images (B,H,W,C), masks (B,K,H,W,1) in selection order with validity, and
+        its `inference.Translation`."""
+        diff = background_difference(real_img, out.fake_img, np.max(real_masks, axis=1), out.fake_union)
+        self.abs_sum += float(np.abs(diff).sum())
+        self.sq_sum += float(np.square(diff).sum())
+        self.values += diff.size
+        self.pixels += np.asarray(real_img).size
+        self.images += len(real_img)
+        real, fake = mask_pairs(real_masks, out.fake_masks, valid)
+        self.iou.extend(iou(real, fake))
+        self.area_ratio.extend(area_ratio(real, fake))
+        if shapes:
+            self.shape_in.extend(shape_scores(real))
+            self.shape_out.extend(shape_scores(fake))
+            self.empty_out += int((~fake.any(axis=(1, 2))).sum())
+
+    def summary(self, target: str, shapes: bool) -> dict[str, Any]:
+        """The direction's numbers (JSON-ready except for an infinite PSNR)."""
+        mean_sq = self.sq_sum / self.values if self.values else math.nan
+        result = {
+            "images": self.images, "instances": len(self.iou),
+            "background": {"l1": self.abs_sum / self.values if self.values else None,
+                           "psnr_db": psnr(mean_sq) if self.values else None,
+                           "fraction": self.values / self.pixels if self.pixels else None},
+            "masks": {"iou": distribution(self.iou), "area_ratio": distribution(self.area_ratio)},
+        }
+        if shapes:
+            result["shape"] = {"target": SHAPE_NAMES[target], "threshold": SHAPE_THRESHOLD,
+                               "irregular_below": IRREGULAR_BELOW,
+                               "input": shape_summary(np.array(self.shape_in), target),
+                               "translated": shape_summary(np.array(self.shape_out), target),
+                               "empty_translated": self.empty_out}
+        return result
+
+
+def feature_distances(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
+    """FID and KID (mean, std over subsets) of fake vs real features (N,D)."""
+    from instagan_jax import fid
+
+    if min(len(fake), len(real)) < 2:
+        return {"fid": None, "kid": None, "note": "FID/KID need at least 2 images per domain"}
+    subset_size = max(2, min(KID_SUBSET_SIZE, len(fake) // 2, len(real) // 2))  # subsets that differ
+    kid_mean, kid_std = fid.kernel_inception_distance(fake, real, subset_size=subset_size)
+    return {"fid": fid.frechet_distance(*fid.feature_statistics(fake), *fid.feature_statistics(real)),
+            "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size}}
+
+
+def batches(count: int, batch_size: int) -> list[list[int]]:
+    """Index lists of `batch_size` covering range(count); the last is padded with its last index
+    (so every batch has one shape: one compiled translation)."""
+    out = []
+    for start in range(0, count, batch_size):
+        chunk = list(range(start, min(start + batch_size, count)))
+        out.append(chunk + [chunk[-1]] * (batch_size - len(chunk)))
+    return out
+
+
+def translate_source(forward, backward, source, count: int, *, transform, batch_size: int, ins_per: int,
+                     shapes: bool, features=None, bar=None) -> Tally:
+    """Translate the first `count` records of `source` in batches and tally the metrics."""
+    from instagan_jax import instances
+    from instagan_jax.data.transforms import transform_record
+    from instagan_jax.inference import translate
+
+    tally = Tally()
+    for indices in batches(count, min(batch_size, count)):
+        examples = [transform_record(source[i], transform) for i in indices]
+        img, masks = np.stack([e["img"] for e in examples]), np.stack([e["masks"] for e in examples])
+        n = min(len(indices), count - tally.images)
+        out = translate(forward, backward, img, masks, ins_per=ins_per)
+        selected, valid = instances.select_largest(masks, masks.shape[1])
+        out = type(out)(*(np.asarray(x)[:n] for x in out))
+        tally.add(img[:n], np.asarray(selected)[:n], np.asarray(valid)[:n], out, shapes)
+        if features is not None:
+            tally.real_features.append(features(img[:n]))
+            tally.fake_features.append(features(out.fake_img))
+        if bar is not None:
+            bar.update(n)
+    return tally
+
+
+def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=None, shapes: bool = False,
+             progress: bool = True) -> dict[str, Any]:
+    """Per-direction results of a `trained.TrainedModel` on `sources` {'A': ..., 'B': ...} (first `num`
+    records of each, centre-cropped to the run's crop size)."""
+    from tqdm import tqdm
+
+    from instagan_jax.data.transforms import TransformConfig
+    from instagan_jax.models import x64_scope
+
+    d, t = model.config.data, model.config.train
+    transform = TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=False, ins_max=t.ins_max)
+    counts = {domain: min(num, len(sources[domain])) for domain in sources}
+    tallies = {}
+    with x64_scope(model.config.model.dtype), tqdm(total=sum(counts.values()), desc="eval", unit="img",
+                                                  disable=not progress) as bar:
+        for direction, (source, _) in DOMAINS.items():
+            bar.set_description(f"eval {direction}")
+            forward, backward = model.generators(direction)
+            tallies[direction] = translate_source(forward, backward, sources[source], counts[source],
+                                                  transform=transform, batch_size=batch_size, ins_per=t.ins_per,
+                                                  shapes=shapes, features=features, bar=bar)
+    results = {direction: tallies[direction].summary(target, shapes) for direction, (_, target) in DOMAINS.items()}
+    for direction, other in (("AtoB", "BtoA"), ("BtoA", "AtoB")):  # real target data = the other's inputs
+        target = DOMAINS[direction][1]
+        if shapes:
+            results[direction]["shape"]["target_real"] = shape_summary(np.array(tallies[other].shape_in), target)
+        if features is not None:
+            results[direction].update(feature_distances(np.concatenate(tallies[direction].fake_features),
+                                                        np.concatenate(tallies[other].real_features)))
+    return results
+
+
+def held_out_data(data, given: set[str]):
+    """(DataConfig to evaluate on, which split it is) from a run's data config; option names in `given`
+    were set by the user (--data) and are kept as they are."""
+    options = dict(data.options)
+    if data.kind == "shapes":
+        trained_seed = options.get("seed", 0)
+        if "seed" in given:
+            return data, f"shapes seed {trained_seed} (from --data)"
+        options["seed"] = trained_seed + HELD_OUT_SEED_OFFSET
+        split = f"held out: shapes seed {options['seed']} (training seed {trained_seed} + {HELD_OUT_SEED_OFFSET})"
+    elif data.kind in ("folder", "tfds"):
+        phase = options.get("phase", "train")
+        if "phase" in given:
+            return data, f"{phase}A / {phase}B (from --data)"
+        if not _has_test_split(data.kind, options):
+            return data, f"no testA/testB split found: evaluated on the training split {phase}A / {phase}B"
+        options["phase"] = "test"
+        split = "held out: testA / testB"
+    else:
+        return data, (f"the run's own {data.kind} data (no test split: give held-out files with "
+                      "--data options.annotations=... --data options.images=...)")
+    return dataclasses.replace(data, options=options), split
+
+
+def _has_test_split(kind: str, options: dict[str, Any]) -> bool:
+    """Whether a folder root holds testA/testB folders, or a TFDS data set has testA/testB splits."""
+    if kind == "folder":
+        return all((Path(options.get("root", ".")) / f"test{d}").is_dir() for d in "AB")
+    import tensorflow_datasets as tfds
+
+    try:
+        splits = tfds.builder(options["name"], data_dir=options.get("data_dir")).info.splits
+    except Exception:  # noqa: BLE001 - not there: opening the sources names the problem
+        return False
+    return {"testA", "testB"} <= set(splits.keys())
+
+
+def json_ready(value: Any) -> Any:
+    """Nested results with inf as the strings "inf"/"-inf", NaN as null and NumPy scalars as Python ones."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) else ("inf" if value == math.inf else "-inf" if value == -math.inf else value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def check_args(num: int, batch_size: int, out: str | Path | None, fid_weights: str | Path | None,
+               data: list[str]) -> None:
+    """ValueError / FileNotFoundError naming a bad argument (cheap: nothing is loaded)."""
+    for name, value in (("--num", num), ("--batch-size", batch_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    for item in data:
+        if "=" not in item:
+            raise ValueError(f"--data {item!r} is not of the form KEY=VALUE (e.g. options.seed=7)")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file name, e.g. {Path(out) / 'eval.json'}")
+    if fid_weights is not None and not Path(fid_weights).is_file():
+        raise FileNotFoundError(f"--fid-weights file {fid_weights} not found")
+
+
+def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
+                 data: list[str] = (), num: int = 100, batch_size: int = 8, out: str | Path | None = None,
+                 fid_weights: str | Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Evaluate a run's newest (or one) checkpoint; write the results as JSON (default
+    RUN/eval/step_<N>.json) and return them with the path. `data`: `key=value` overrides of the
+    run's data config (e.g. 'options.seed=5', 'options.phase=val')."""
+    from instagan_jax import trained
+    from instagan_jax.config import apply_overrides, config_from_dict
+    from instagan_jax.trainer import open_data
+    from instagan_jax.visuals import write_text
+
+    check_args(num, batch_size, out, fid_weights, data)
+    run, _ = trained.locate(workdir, checkpoint)
+    if not (run / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoints folder in {run} (is it a training workdir?)")
+    features = None
+    if fid_weights is not None:
+        from instagan_jax.fid import load_feature_network
+
+        features = load_feature_network(fid_weights)
+    model = trained.load_trained(workdir, checkpoint)
+    overridden = config_from_dict(apply_overrides(model.config.to_dict(), [f"data.{item}" for item in data]))
+    given = {item.split("=", 1)[0].removeprefix("options.") for item in data}
+    data_config, split = held_out_data(overridden.data, given)
+    source_a, source_b = open_data(data_config)
+    results = {
+        "run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
+        "data": {"kind": data_config.kind, "options": dict(data_config.options), "split": split,
+                 "crop_size": list(data_config.crop_size), "ins_max": model.config.train.ins_max},
+        "units": {"background.l1": "mean |output - input| in 0-255 units", "background.psnr_db": "dB, peak 255"},
+        "feature_network": features.name if features is not None else None,
+        "directions": evaluate(model, {"A": source_a, "B": source_b}, num=num, batch_size=batch_size,
+                               features=features, shapes=data_config.kind == "shapes", progress=progress),
+    }
+    if features is None:
+        results["note"] = NO_FEATURES
+    path = Path(out) if out is not None else run / "eval" / f"step_{model.step:07d}.json"
+    write_text(path, json.dumps(json_ready(results), indent=2, allow_nan=False) + "\n")
+    return results, path
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str) or math.isinf(value):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _quartiles(d: dict[str, Any]) -> str:
+    return f"{_number(d['mean'])} [{_number(d['q25'])} {_number(d['median'])} {_number(d['q75'])}]"
+
+
+def _before_after(field: str):
+    """A table cell 'input -> translated (real target)' of one field of the shape results."""
+    def cell(r: dict[str, Any]) -> str:
+        parts = [r["shape"].get(side) or SHAPE_UNKNOWN for side in ("input", "translated", "target_real")]
+        values = [p[field] if field.endswith("fraction") else p["rectangularity"][field] for p in parts]
+        return f"{_number(values[0])} -> {_number(values[1])} ({_number(values[2])})"
+
+    return cell
+
+
+SHAPE_UNKNOWN = shape_summary(np.array([]), "B")
+TABLE_ROWS = (
+    ("images / instances", lambda r: f"{r['images']} / {r['instances']}"),
+    ("background L1 (0-255)", lambda r: _number(r["background"]["l1"], 2)),
+    ("background PSNR (dB)", lambda r: _number(r["background"]["psnr_db"], 2)),
+    ("background fraction of pixels", lambda r: _number(r["background"]["fraction"])),
+    ("mask IoU mean [q25 median q75]", lambda r: _quartiles(r["masks"]["iou"])),
+    ("mask area ratio out/in mean [q25 median q75]", lambda r: _quartiles(r["masks"]["area_ratio"])),
+)
+SHAPE_ROWS = (
+    ("target shape", lambda r: r["shape"]["target"]),
+    ("rectangularity mean in -> out (real target)", _before_after("mean")),
+    ("rectangularity median in -> out (real target)", _before_after("median")),
+    ("target-shape fraction in -> out (real target)", _before_after("target_fraction")),
+    ("irregular fraction in -> out (real target)", _before_after("irregular_fraction")),
+    ("empty translated masks", lambda r: str(r["shape"]["empty_translated"])),
+)
+FEATURE_ROWS = (
+    ("FID", lambda r: _number(r.get("fid"), 2)),
+    ("KID mean (std)", lambda r: f"{_number(r['kid']['mean'], 4)} ({_number(r['kid']['std'], 4)})"
+     if r.get("kid") else "-"),
+)
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The results as rows of cells: a header ('', directions...), then one row per number."""
+    directions = results["directions"]
+    rows = list(TABLE_ROWS)
+    if all("shape" in r for r in directions.values()):
+        rows += SHAPE_ROWS
+    if results.get("feature_network"):
+        rows += FEATURE_ROWS
+    return [("", *directions)] + [(label, *(value(r) for r in directions.values())) for label, value in rows]
+
+
+def table_notes(results: dict[str, Any]) -> list[str]:
+    """The lines printed around the table: which run, step and data; the feature network or its absence."""
+    notes = [f"step {results['step']} of {results['run']} ({results['checkpoint']})",
+             f"data: {results['data']['kind']}, {results['data']['split']}"]
+    if results.get("feature_network"):
+        notes.append(f"FID/KID features: {results['feature_network']}")
+    if "note" in results:
+        notes.append(results["note"])
+    return notes
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as a plain-text table, one column per direction, with its notes."""
+    cells = table_rows(results)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
+    notes = table_notes(results)
+    return "\n".join(notes[:2] + lines + notes[2:])
