@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from instagan_jax.data.shapes import rectangularity
+from instagan_jax.data.shapes import ROUND_ANGULAR_THRESHOLD, rectangularity
 
-SHAPE_THRESHOLD = (math.pi / 4 + 1.0) / 2.0  # rectangularity between a disc (pi/4) and a square (1)
-IRREGULAR_BELOW = math.pi / 2 - SHAPE_THRESHOLD  # as far below a disc as the threshold is above: neither shape
+SHAPE_THRESHOLD = ROUND_ANGULAR_THRESHOLD  # rectangularity at or above: angular (square/rectangle)
+IRREGULAR_BELOW = 0.68  # below: neither shape (under the 1st percentile of real discs at 72x72, 0.69)
 KID_SUBSET_SIZE = 1000  # features per KID subset, fewer when there are under 2000 images
 HELD_OUT_SEED_OFFSET = 1000  # shapes: evaluated on seed = training seed + this
 DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}  # direction -> (source, target) domain

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+INCEPTION_FORMAT = "instagan-jax inception-fid v1"  # inception.NPZ_FORMAT (made by `instagan convert`)
 CONV_FORMAT = "instagan-conv-v1"  # kernels `conv<i>.kernel` (HWIO) and biases `conv<i>.bias`
 
 
@@ -134,7 +135,14 @@ def random_conv_weights(seed: int = 0, channels: tuple[int, ...] = (16, 32, 64))
     return weights
 
 
-FORMATS: dict[str, Callable[[Mapping[str, np.ndarray]], FeatureNetwork]] = {CONV_FORMAT: ConvFeatures}
+def _inception(arrays: Mapping[str, np.ndarray]) -> FeatureNetwork:
+    from instagan_jax.inception import InceptionFeatures
+
+    return InceptionFeatures(arrays)
+
+
+FORMATS: dict[str, Callable[[Mapping[str, np.ndarray]], FeatureNetwork]] = {
+    CONV_FORMAT: ConvFeatures, INCEPTION_FORMAT: _inception}
 
 
 def register_format(name: str, builder: Callable[[Mapping[str, np.ndarray]], FeatureNetwork]) -> None:
@@ -143,10 +151,15 @@ def register_format(name: str, builder: Callable[[Mapping[str, np.ndarray]], Fea
 
 
 def load_feature_network(path: str | Path) -> FeatureNetwork:
-    """The feature network of a weights file (`.npz` with a `format` entry); nothing is downloaded."""
+    """The feature network of a weights file (`.npz` with a `format` entry, or pytorch-fid's Inception
+    `.pth` when torch is installed); nothing is downloaded."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FID weights file {path} not found (see docs/EVAL.md for how to get one)")
+    if path.suffix in (".pth", ".pt"):
+        from instagan_jax.inception import InceptionFeatures, read_weights
+
+        return InceptionFeatures(read_weights(path), str(path))
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -26,12 +26,13 @@ from flax import nnx
 from jax import lax
 
 from instagan_jax.convert import read_torch_state_dict
+from instagan_jax.fid import INCEPTION_FORMAT
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 1e-3
-NPZ_FORMAT = "instagan-jax inception-fid v1"  # the `__format__` entry of our .npz files
-_FORMAT_KEY = "__format__"
+NPZ_FORMAT = INCEPTION_FORMAT  # the `format` entry of our .npz files (read by fid.load_feature_network)
+_FORMAT_KEY = "format"
 
 # Our leaf name -> pytorch-fid's key suffix within a conv block (`<block>.<branch>.conv.weight`, ...).
 _TORCH_LEAVES = {"kernel": "conv.weight", "scale": "bn.weight", "bias": "bn.bias",
@@ -335,11 +336,16 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     if tag is None or str(tag) != NPZ_FORMAT:
         raise ValueError(f"{path}: not an InceptionV3 FID weights file of ours (format tag {tag!r}, "
                          f"expected {NPZ_FORMAT!r}); make one with convert_inception")
+    return check_arrays(arrays, str(path))
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """`arrays` if they have exactly our keys and shapes; ValueError naming `source` and the key otherwise."""
     expected = npz_shapes()
-    _check_keys(str(path), set(arrays), set(expected))
+    _check_keys(source, set(arrays), set(expected))
     for key, shape in expected.items():
-        _check_shape(str(path), key, arrays[key].shape, shape)
-    return arrays
+        _check_shape(source, key, arrays[key].shape, shape)
+    return dict(arrays)
 
 
 def convert_inception(src_pth: str | Path, dst_npz: str | Path) -> Path:
@@ -389,3 +395,15 @@ def load_inception(path: str | Path, dtype=jnp.float32) -> Callable[[jax.Array],
     """The FID feature network from a local weights file (.npz of ours or pytorch-fid's .pth):
     `images (N, H, W, 3) float in [-1, 1] -> (N, 2048)`. Nothing is downloaded."""
     return feature_fn(inception_from_arrays(read_weights(path), dtype))
+
+
+class InceptionFeatures:
+    """`fid.FeatureNetwork` of checked Inception arrays: images in [-1, 1] -> (N, 2048) numpy features."""
+
+    name = NPZ_FORMAT
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], source: str = "Inception weights"):
+        self._features = feature_fn(inception_from_arrays(check_arrays(arrays, source)))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self._features(images))

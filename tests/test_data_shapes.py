@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from instagan_jax.data import ShapesSource, rectangularity, shapes_record
+from instagan_jax.data.shapes import ROUND_ANGULAR_THRESHOLD
 
-ROUND_ANGULAR_THRESHOLD = 0.84  # rectangularity: discs/ellipses below, squares/rectangles above
 
 
 def test_deterministic_in_its_arguments():

@@ -66,7 +66,7 @@ def test_distribution_and_target_fraction():
         "rectangularity": evaluate.distribution(scores), "target_fraction": 0.4, "irregular_fraction": 0.2}
     assert evaluate.shape_summary(scores, "A")["target_fraction"] == pytest.approx(0.4)  # 0.4 is no disc
     assert evaluate.shape_summary(np.array([]), "A")["target_fraction"] is None
-    assert 0.89 < evaluate.SHAPE_THRESHOLD < 0.9 and 0.67 < evaluate.IRREGULAR_BELOW < 0.68
+    assert evaluate.IRREGULAR_BELOW < np.pi / 4 < evaluate.SHAPE_THRESHOLD < 1.0
 
 
 def test_batches_have_one_shape():

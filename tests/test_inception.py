@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from instagan_jax import inception
+from instagan_jax import fid, inception
 
 # Shapes read off torchvision's Inception3 / pytorch-fid's FID blocks (OIHW), independent of our table.
 KNOWN_TORCH_SHAPES = {
@@ -92,6 +92,13 @@ def test_features_have_shape_n_by_2048(features):
     assert np.all(np.isfinite(out)) and np.all(np.asarray(out) >= 0)  # a mean of ReLUs
     with pytest.raises(ValueError, match=r"expected images \(N, H, W, 3\)"):
         features(images[..., :1])
+
+
+def test_eval_loads_the_converted_file_as_its_feature_network(weights_npz, features):
+    network = fid.load_feature_network(weights_npz)
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32)
+    assert network.name == inception.NPZ_FORMAT
+    np.testing.assert_array_equal(network(images), np.asarray(features(images)))
 
 
 def test_pools_ignore_padding():
