@@ -20,24 +20,36 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return ((np.clip(x, -1.0, 1.0) + 1.0) / 2.0 * 255.0).astype(np.uint8)
 
 
+def join_tiles(tiles: list[np.ndarray], axis: int = 1, gap: int = 2) -> np.ndarray:
+    """uint8 (H,W,3) tiles side by side (axis 1) or stacked (axis 0), `gap` white pixels apart."""
+    shape = list(tiles[0].shape)
+    shape[axis] = gap
+    spacer = np.full(shape, 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, spacer)][:-1], axis=axis)
+
+
 def sample_grid(visuals_by_direction: dict, sample: int = 0, gap: int = 2) -> np.ndarray:
     """One row per direction (A->B, then B->A), the six COLUMNS side by side, `gap` white pixels apart."""
-    rows = []
-    for visuals in visuals_by_direction.values():
-        tiles = [to_uint8(np.asarray(getattr(visuals, name))[sample]) for name in COLUMNS]
-        height = tiles[0].shape[0]
-        spacer = np.full((height, gap, 3), 255, np.uint8)
-        row = [t for tile in tiles for t in (tile, spacer)][:-1]
-        rows.append(np.concatenate(row, axis=1))
-    spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate([r for row in rows for r in (row, spacer)][:-1], axis=0)
+    rows = [join_tiles([to_uint8(np.asarray(getattr(visuals, name))[sample]) for name in COLUMNS], 1, gap)
+            for visuals in visuals_by_direction.values()]
+    return join_tiles(rows, 0, gap)
+
+
+def _write_atomically(path: str | Path, write) -> Path:
+    """Call `write(temporary path)`, then rename the file into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a PNG atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    """Write a UTF-8 text file atomically."""
+    return _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
