@@ -61,7 +61,7 @@ def _translate(args: argparse.Namespace) -> int:
         check_size(args.size)
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info)
-    check_entries(entries)
+    print(f"inputs: {len(entries)} image(s), {check_entries(entries)} instance(s), all readable")
     model = load_trained(args.workdir, args.checkpoint)
     forward, _ = model.generators(args.direction)
     size = check_size(tuple(args.size or model.config.data.crop_size))
