@@ -142,8 +142,8 @@ def gallery_html(written: list[Written], out: Path, title: str) -> str:
         files = [_link(item.image, out, "image"), _link(item.merged, out, "merged mask")]
         files += [_link(path, out, f"mask {i}") for i, path in enumerate(item.masks)]
         count = str(item.instances) if item.instances else "0 (image translated alone)"
-        cells = [html.escape(item.name), count, f'<a href="{side}"><img src="{side}" alt="{html.escape(item.name)}"></a>',
-                 " ".join(files)]
+        thumbnail = f'<a href="{side}"><img src="{side}" alt="{html.escape(item.name)}"></a>'
+        cells = [html.escape(item.name), count, thumbnail, " ".join(files)]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th>{html.escape(column)}</th>" for column in GALLERY_COLUMNS)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"

@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,7 +90,7 @@ def test_masks_folder_and_named_checkpoint(tiny_run, model, tmp_path, capsys):
     _write_image(tmp_path / "photos" / "a.png", 32, 32)
     _write_masks(tmp_path / "instances", "a", _boxes(32, 32, 4))  # 4 groups of 1: the memory test's compilation
     entries = folder_entries(tmp_path / "photos", tmp_path / "instances")
-    assert [len(e.masks) for e in entries] == [4]
+    assert [len(e.masks) for e in entries] == [4] and check_entries(entries) == 4
     assert main(["translate", str(tmp_path / "photos"), "--masks", str(tmp_path / "instances"), "--checkpoint",
                  str(tiny_run / "checkpoints" / "2"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert "(step 2)" in capsys.readouterr().out
@@ -145,7 +144,8 @@ def test_24_instances_translate_in_the_memory_of_4(model):
     img = np.zeros((1, *SIZE, 3), np.float32)
     temp = {}
     for count in (4, 24):
-        compiled = inference.forward_groups.lower(*inference.forward_inputs(forward, img, _sorted_masks(count), 1)).compile()
+        args = inference.forward_inputs(forward, img, _sorted_masks(count), 1)
+        compiled = inference.forward_groups.lower(*args).compile()
         temp[count] = compiled.memory_analysis().temp_size_in_bytes
     print(f"temp bytes: 4 instances {temp[4]}, 24 instances {temp[24]}")
     assert abs(temp[24] - temp[4]) <= 0.1 * temp[4]
@@ -205,7 +205,8 @@ def test_detection_errors(tmp_path, capsys):
                      _error(capsys, base + ["--category", "3"]))
     (tmp_path / "info.json").write_text(json.dumps({"images": [{"id": 5, "file_name": "5.png"}],
                                                     "categories": [{"id": 3, "name": "car"}]}))
-    assert "'sheep' not found" in _error(capsys, base + ["--category", "sheep", "--image-info", str(tmp_path / "info.json")])
+    info = ["--image-info", str(tmp_path / "info.json")]
+    assert "'sheep' not found" in _error(capsys, base + ["--category", "sheep", *info])
     results[0]["image_id"] = 6
     (tmp_path / "r.json").write_text(json.dumps(results))
     assert "detections of image id 6" in _error(capsys, base + ["--category", "3"])

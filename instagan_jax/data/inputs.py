@@ -3,8 +3,9 @@ a folder of mask files, or a COCO results JSON (what Detectron2 / Mask R-CNN wri
 
 COCO results: a JSON list of `{image_id, category_id, segmentation (RLE), score}`. Image ids map to
 files through `image_info` (any COCO JSON with `images: [{id, file_name}]`, e.g. the annotations file
-the detector ran on; its `categories` let `category` be a name), or else through the file stem, which
-must then be the id, zero padding allowed (`139.jpg` or `000000000139.jpg` is image 139).
+the detector ran on; every image of the folder must be listed; its `categories` let `category` be a
+name), or else through the file stem, which must then be the id, zero padding allowed (`139.jpg` or
+`000000000139.jpg` is image 139).
 """
 
 from __future__ import annotations
