@@ -68,6 +68,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _translate(args: argparse.Namespace) -> int:
+    from instagan_jax.trained import load_trained, locate
+    from instagan_jax.translate import check_entries, check_size, gather_entries, translate_entries
+
+    locate(args.workdir, args.checkpoint)
+    if args.ins_per is not None and args.ins_per < 1:
+        raise ValueError(f"--ins-per must be at least 1, got {args.ins_per}")
+    if args.size is not None:
+        check_size(args.size)
+    entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
+                             category=args.category, min_score=args.min_score, image_info=args.image_info)
+    print(f"inputs: {len(entries)} image(s), {check_entries(entries)} instance(s), all readable")
+    model = load_trained(args.workdir, args.checkpoint)
+    forward, _ = model.generators(args.direction)
+    size = check_size(tuple(args.size or model.config.data.crop_size))
+    ins_per = args.ins_per or model.config.train.ins_per
+    print(f"model: {model.checkpoint} (step {model.step}), {args.direction}; network size {size[0]}x{size[1]}, "
+          f"{ins_per} instance(s) per group")
+    summary = translate_entries(forward, entries, args.out, size=size, ins_per=ins_per, dtype=model.config.model.dtype,
+                                title=f"{model.checkpoint} {args.direction}", progress=not args.no_progress)
+    print(summary.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="instagan", description=__doc__)
@@ -117,6 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write RUN/report.html: loss curves, samples, eval tables, config")
     report.add_argument("workdir", help="the run's folder")
     report.set_defaults(func=_report)
+    translate = commands.add_parser(
+        "translate", help="translate images and their instance masks with a trained run",
+        description="Translate images and their instance masks (largest first, --ins-per at a time). Masks come "
+                    "from the reference layout (INPUTS/ with INPUTS_seg/NAME_i.png, or a data root holding "
+                    "testA/ and testB/), from a folder (--masks), or from COCO results (--detections).")
+    translate.add_argument("inputs", help="folder of images (or a data root holding testA/ and testB/)")
+    translate.add_argument("--workdir", help="the run's folder: its newest checkpoint")
+    translate.add_argument("--checkpoint", help="one checkpoint folder, RUN/checkpoints/N")
+    translate.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB", help="default: AtoB")
+    translate.add_argument("--out", required=True, help="output folder (PNGs and index.html)")
+    translate.add_argument("--ins-per", type=int, help="instances per group (default: the run's train.ins_per)")
+    translate.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                           help="network input size, multiples of 4 (default: the run's data.crop_size)")
+    translate.add_argument("--masks", help="folder of instance masks NAME_i.png (instead of INPUTS_seg)")
+    translate.add_argument("--detections", metavar="RESULTS.json",
+                           help="COCO results JSON [{image_id, category_id, segmentation (RLE), score}]")
+    translate.add_argument("--category", help="with --detections: a category id (a name with --image-info)")
+    translate.add_argument("--min-score", type=float, default=0.5,
+                           help="with --detections: lowest score kept (default: 0.5)")
+    translate.add_argument("--image-info", metavar="COCO.json",
+                           help="with --detections: COCO JSON whose images [{id, file_name}] map ids to files "
+                                "(and whose categories name them); default: file stem == image id")
+    translate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    translate.set_defaults(func=_translate)
     return parser
 
 

@@ -31,15 +31,12 @@ def _text_tile(text: str, height: int, width: int, font: ImageFont.ImageFont) ->
     return np.asarray(canvas)
 
 
-def _assemble(rows: list[list[np.ndarray]], gap: int) -> np.ndarray:
-    """Tiles (equal heights within a row, equal widths within a column) joined with white gaps."""
-    def join(tiles: list[np.ndarray], axis: int) -> np.ndarray:
-        shape = list(tiles[0].shape)
-        shape[axis] = gap
-        spacer = np.full(shape, 255, np.uint8)
-        return np.concatenate([part for tile in tiles for part in (tile, spacer)][:-1], axis=axis)
-
-    return join([join(row, axis=1) for row in rows], axis=0)
+def join_tiles(tiles: list[np.ndarray], axis: int = 1, gap: int = 2) -> np.ndarray:
+    """uint8 (H,W,3) tiles side by side (axis 1) or stacked (axis 0), `gap` white pixels apart."""
+    shape = list(tiles[0].shape)
+    shape[axis] = gap
+    spacer = np.full(shape, 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, spacer)][:-1], axis=axis)
 
 
 def sample_grid(visuals_by_direction: dict, sample: int = 0, gap: int = 2) -> np.ndarray:
@@ -55,24 +52,24 @@ def sample_grid(visuals_by_direction: dict, sample: int = 0, gap: int = 2) -> np
     header = [_text_tile("", header_height, side, font)] + [_text_tile(label, header_height, width, font)
                                                        for label in COLUMN_LABELS]
     labelled = [[_text_tile(name, height, side, font)] + row for name, row in zip(names, rows)]
-    return _assemble([header] + labelled, gap)
+    return join_tiles([join_tiles(row, 1, gap) for row in [header] + labelled], 0, gap)
+
+
+def _write_atomically(path: str | Path, write) -> Path:
+    """Call `write(temporary path)`, then rename the file into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a PNG atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write a UTF-8 text file atomically (a temporary file renamed into place)."""
+    return _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

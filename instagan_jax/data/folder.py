@@ -43,22 +43,11 @@ def _stem(rel: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
-def scan_domain(
-    root: str | os.PathLike, phase: str, domain: str
-) -> list[tuple[str, Path, tuple[Path, ...]]]:
-    """[(name, image path, mask paths by index)] of one domain, sorted by image path.
-
-    `DataError` if a folder is missing, the domain has no image, two images share a name or two
-    masks share a name and index. Mask files that match no image are logged and ignored.
-    """
-    image_dir, seg_dir = domain_dirs(root, phase, domain)
+def image_index(image_dir: Path) -> dict[str, Path]:
+    """{name: path relative to `image_dir`} of its image files (recursive), sorted by path; `DataError`
+    if the folder is missing, holds no image or two images share a name."""
     if not image_dir.is_dir():
         raise DataError(f"image folder {image_dir} does not exist")
-    if not seg_dir.is_dir():
-        raise DataError(
-            f"mask folder {seg_dir} does not exist (it must sit beside {image_dir}; "
-            "create it empty if the images have no masks)"
-        )
     images: dict[str, Path] = {}
     for rel in _image_files(image_dir):
         name = _stem(rel)
@@ -67,7 +56,28 @@ def scan_domain(
         images[name] = rel
     if not images:
         raise DataError(f"no image files in {image_dir} (empty domain)")
+    return images
 
+
+def scan_domain(
+    root: str | os.PathLike, phase: str, domain: str
+) -> list[tuple[str, Path, tuple[Path, ...]]]:
+    """[(name, image path, mask paths by index)] of one domain, sorted by image path (`scan_folder`)."""
+    return scan_folder(*domain_dirs(root, phase, domain))
+
+
+def scan_folder(image_dir: Path, seg_dir: Path) -> list[tuple[str, Path, tuple[Path, ...]]]:
+    """[(name, image path, mask paths by index)] of images in `image_dir`, masks `seg_dir/NAME_<i>.ext`.
+
+    `DataError` if a folder is missing, there is no image, two images share a name or two masks
+    share a name and index. Mask files that match no image are logged and ignored.
+    """
+    images = image_index(image_dir)
+    if not seg_dir.is_dir():
+        raise DataError(
+            f"mask folder {seg_dir} does not exist (the reference layout puts it beside {image_dir} as "
+            f"{image_dir.name}_seg; create it empty if the images have no masks)"
+        )
     masks: dict[str, dict[int, Path]] = {name: {} for name in images}
     stray = []
     for rel in _image_files(seg_dir):
@@ -90,6 +100,16 @@ def scan_domain(
     ]
 
 
+def check_mask_size(mask: np.ndarray, mask_origin: object, image: np.ndarray, image_origin: object) -> np.ndarray:
+    """The mask, or `DataError` naming both origins if its height and width differ from its image's."""
+    if mask.shape[:2] != image.shape[:2]:
+        raise DataError(
+            f"mask {mask_origin} is {mask.shape[0]}x{mask.shape[1]} but its image {image_origin} "
+            f"is {image.shape[0]}x{image.shape[1]}"
+        )
+    return mask
+
+
 class FolderSource:
     """Random-access `Record`s of one domain of a reference-layout folder (see module doc)."""
 
@@ -105,13 +125,7 @@ class FolderSource:
         image = read_image(image_path)
         masks = []
         for path in mask_paths:
-            mask = read_mask(path)
-            if mask.shape != image.shape[:2]:
-                raise DataError(
-                    f"mask {path} is {mask.shape[0]}x{mask.shape[1]} but its image {image_path} "
-                    f"is {image.shape[0]}x{image.shape[1]}"
-                )
-            masks.append(mask)
+            masks.append(check_mask_size(read_mask(path), path, image, image_path))
         return Record(image=image, masks=masks, id=name, origin=str(image_path))
 
     def __repr__(self) -> str:

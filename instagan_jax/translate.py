@@ -1,0 +1,174 @@
+"""`instagan translate`: translate images and their instance masks with a trained run.
+
+Every input is read once up front (a missing or corrupt file, or a mask whose size differs from its
+image, is named before the model loads). Each image is then resized to the network's size, its masks
+ordered largest first and translated `ins_per` at a time by one compiled scan
+(`inference.translate_forward`), and the outputs are resized back to the image's size. In `out`:
+
+    images/NAME.png            translated image
+    images_seg/NAME_<i>.png    translated mask of input instance i (0/255), so `out` is itself in the
+                               reference layout and `instagan translate out/images` works
+    merged/NAME.png            union of the translated masks
+    side_by_side/NAME.png      input | input masks | output | output masks
+    index.html                 a gallery of the whole run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from instagan_jax.data.inputs import Entry, detection_entries, folder_entries, layout_entries
+from instagan_jax.data.transforms import order_by_area, resize, resize_mask, to_unit_range
+from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
+
+RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
+GALLERY_COLUMNS = ("image", "instances", "input | input masks | output | output masks", "files")
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """The files written for one image, and its number of instances."""
+
+    name: str
+    instances: int
+    image: Path
+    masks: tuple[Path, ...]
+    merged: Path
+    side_by_side: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What a translation run did."""
+
+    images: int
+    instances: int
+    without_instances: int
+    seconds: float
+    gallery: Path
+
+    def line(self) -> str:
+        """The command's final summary line."""
+        alone = f"; {self.without_instances} without instances, translated alone" if self.without_instances else ""
+        return (f"translated {self.images} image(s) with {self.instances} instance(s) in {self.seconds:.1f} s"
+                f"{alone}; gallery: {self.gallery}")
+
+
+def gather_entries(inputs: str | Path, direction: str, *, masks: str | Path | None = None,
+                   detections: str | Path | None = None, category: str | None = None,
+                   min_score: float = 0.5, image_info: str | Path | None = None) -> list[Entry]:
+    """The images to translate: `inputs` with masks in a folder (`masks`), from a COCO results file
+    (`detections`, `category`, `min_score`, `image_info`), or else in the reference layout."""
+    if masks is not None and detections is not None:
+        raise ValueError("give masks either as a folder (--masks) or as COCO results (--detections), not both")
+    if detections is not None:
+        if category is None:
+            raise ValueError("--detections needs --category (a category id, or a name with --image-info)")
+        return detection_entries(inputs, detections, category, min_score=min_score, image_info=image_info)
+    if category is not None or image_info is not None:
+        raise ValueError("--category and --image-info go with --detections")
+    if masks is not None:
+        return folder_entries(inputs, masks)
+    return layout_entries(inputs, direction)
+
+
+def check_entries(entries: list[Entry]) -> int:
+    """Decode every image and mask once (errors name the file); returns the number of instances."""
+    return sum(len(entry.read()[1]) for entry in entries)
+
+
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The network size (H, W); `ValueError` unless both are positive multiples of 4 (two stride-2 levels)."""
+    if len(size) != 2 or any(s < 4 or s % 4 for s in size):
+        raise ValueError(f"size must be two positive multiples of 4 (H W), got {' '.join(map(str, size))}")
+    return tuple(size)
+
+
+def to_network(image: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]):
+    """Image (1,H,W,3) and masks (1,K,H,W,1) in [-1, 1] at `size`, masks largest first (as in
+    training: area after resizing, stable), and that order (input index of each slot)."""
+    resized = [resize_mask(mask, size, RESIZE_FILTER) for mask in masks]
+    order = order_by_area(resized)
+    slots = np.asarray([to_unit_range(resized[i]) for i in order], np.float32)
+    return to_unit_range(resize(image, size, RESIZE_FILTER))[None], slots.reshape((1, len(order), *size, 1)), order
+
+
+def from_network(fake_img, fake_masks, order: np.ndarray, shape: tuple[int, int]):
+    """The translated image (H,W,3) uint8 at `shape` and its masks, 0/255 (H,W), in input order."""
+    image = resize(to_uint8(np.asarray(fake_img)[0]), shape, RESIZE_FILTER)
+    masks = [None] * len(order)
+    for slot, index in enumerate(order):
+        soft = resize_mask(to_uint8(np.asarray(fake_masks)[0, slot])[..., 0], shape, RESIZE_FILTER)
+        masks[index] = np.where(soft >= 128, 255, 0).astype(np.uint8)
+    return image, masks
+
+
+def union(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Pixel-wise maximum of uint8 (H,W) masks as a grey RGB image (black where there is none)."""
+    merged = np.max(masks, axis=0) if masks else np.zeros(shape, np.uint8)
+    return np.repeat(merged[..., None], 3, axis=-1)
+
+
+def write_outputs(out: Path, name: str, image: np.ndarray, masks: list[np.ndarray],
+                  fake_image: np.ndarray, fake_masks: list[np.ndarray]) -> Written:
+    """Write one image's PNGs (see the module doc), each atomically."""
+    shape = image.shape[:2]
+    merged = union(fake_masks, shape)
+    tiles = [image, union(masks, shape), fake_image, merged]
+    return Written(
+        name, len(masks),
+        save_png(fake_image, out / "images" / f"{name}.png"),
+        tuple(save_png(mask, out / "images_seg" / f"{name}_{i}.png") for i, mask in enumerate(fake_masks)),
+        save_png(merged[..., 0], out / "merged" / f"{name}.png"),
+        save_png(join_tiles(tiles), out / "side_by_side" / f"{name}.png"),
+    )
+
+
+def _link(path: Path, out: Path, text: str) -> str:
+    return f'<a href="{quote(path.relative_to(out).as_posix())}">{html.escape(text)}</a>'
+
+
+def gallery_html(written: list[Written], out: Path, title: str) -> str:
+    """An HTML page with one row per image; every link is relative to `out`."""
+    rows = []
+    for item in written:
+        side = quote(item.side_by_side.relative_to(out).as_posix())
+        files = [_link(item.image, out, "image"), _link(item.merged, out, "merged mask")]
+        files += [_link(path, out, f"mask {i}") for i, path in enumerate(item.masks)]
+        count = str(item.instances) if item.instances else "0 (image translated alone)"
+        thumbnail = f'<a href="{side}"><img src="{side}" alt="{html.escape(item.name)}"></a>'
+        cells = [html.escape(item.name), count, thumbnail, " ".join(files)]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in GALLERY_COLUMNS)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+            "<style>body{font-family:sans-serif} td,th{padding:4px;text-align:left;vertical-align:top} "
+            "img{max-width:1024px}</style></head>\n"
+            f"<body><h1>{html.escape(title)}</h1>\n<table>\n<tr>{head}</tr>\n" + "\n".join(rows)
+            + "\n</table></body></html>\n")
+
+
+def translate_entries(forward, entries: list[Entry], out: str | Path, *, size: tuple[int, int], ins_per: int,
+                      dtype: str = "float32", title: str = "instagan translate", progress: bool = True) -> Summary:
+    """Translate every entry with the generator `forward` (see the module doc) and write the gallery."""
+    from tqdm import tqdm
+
+    from instagan_jax.inference import translate_forward
+    from instagan_jax.models import x64_scope
+
+    out, start, written = Path(out).resolve(), time.perf_counter(), []
+    with x64_scope(dtype):
+        for entry in tqdm(entries, desc="translate", unit="image", disable=not progress):
+            image, masks = entry.read()
+            img, slots, order = to_network(image, masks, size)
+            fake_img, fake_masks = translate_forward(forward, img.astype(dtype), slots.astype(dtype), ins_per=ins_per)
+            fake_image, fake_mask_list = from_network(fake_img, fake_masks, order, image.shape[:2])
+            written.append(write_outputs(out, entry.name, image, masks, fake_image, fake_mask_list))
+    gallery = write_text(out / "index.html", gallery_html(written, out, title))
+    return Summary(len(written), sum(w.instances for w in written), sum(not w.instances for w in written),
+                   time.perf_counter() - start, gallery)
