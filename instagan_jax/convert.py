@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from instagan_jax import training
-from instagan_jax.checkpoint import Checkpoints
+from instagan_jax.checkpoint import Checkpoints, saved_steps
 from instagan_jax.config import Config, validate
 from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, x64_scope
 from instagan_jax.trained import networks_from_state, restore_state
@@ -316,11 +316,6 @@ def reference_networks(state_dicts: Mapping[str, Mapping[str, np.ndarray]], conf
     return modules
 
 
-def _existing_steps(workdir: Path) -> list[str]:
-    folder = workdir / "checkpoints"
-    return sorted(p.name for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
 def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Config,
                epoch: str | None = None) -> Imported:
     """Write the reference's `.pth` networks (see `reference_files`) as checkpoint 0 of a new run.
@@ -331,7 +326,7 @@ def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Confi
     require_torch()
     workdir = Path(workdir)
     check_workdir(workdir)
-    if steps := _existing_steps(workdir):
+    if steps := saved_steps(workdir):
         raise ValueError(f"{workdir / 'checkpoints'} already has checkpoints {steps}: choose a new --out")
     files = reference_files(sources, epoch)
     state_dicts = {name: strip_data_parallel_prefix(read_torch_state_dict(path)) for name, path in files.items()}

@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from instagan_jax import data, training
-from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
+from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract, saved_steps
 from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import Config, differences, validate
 from instagan_jax.models import x64_scope
@@ -330,11 +330,8 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
-        checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
-        cleanup.callback(checkpoints.close)
-        resumed = bool(checkpoints.steps())
         initial = None
-        if init_from is not None and resumed:
+        if init_from is not None and saved_steps(workdir):
             print(f"{workdir} has checkpoints: resuming, --init-from {init_from} is ignored")
         elif init_from is not None:
             initial = initial_networks(init_from, config)
@@ -343,6 +340,9 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         cleanup.callback(loader.close)
         spec = step_spec(config, loader.batches_per_epoch)
         total = _total_steps(config, steps, loader.batches_per_epoch)
+        checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
+        cleanup.callback(checkpoints.close)
+        resumed = bool(checkpoints.steps())
         state, start = _restore_or_init(checkpoints, spec, config, mesh, loader, initial)
         logs = _Logs(workdir, start, resumed)
         cleanup.callback(logs.close)

@@ -189,7 +189,7 @@ def test_round_trip_through_pth_files_is_exact(exported, tiny_run, tmp_path, cap
     _, _, state, _ = trained.restore_state(workdir=run)
     assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(state.opt))  # fresh Adam
     code, _, err = _run_cli(capsys, "convert", "--from-torch", exported, "--out", run)
-    assert code == 2 and f"{run / 'checkpoints'} already has checkpoints ['0']" in err
+    assert code == 2 and f"{run / 'checkpoints'} already has checkpoints [0]" in err
     code, _, err = _run_cli(capsys, "convert", "--to-torch", "--workdir", tiny_run, "--out", exported)
     assert code == 2 and "not overwriting" in err and "3_net_G_A.pth" in err
 
