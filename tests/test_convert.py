@@ -136,8 +136,10 @@ def test_reference_files_choose_the_epoch(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no epoch '7' in .* it has epochs \['10', '5'\]"):
         convert.reference_files([tmp_path], "7")
     (tmp_path / "10_net_G_B.pth").unlink()
-    with pytest.raises(FileNotFoundError, match="no file for G_B"):
+    with pytest.raises(FileNotFoundError, match=r"missing .*10_net_G_B.pth \(both generators are needed\)"):
         convert.reference_files([tmp_path])
+    with pytest.raises(FileNotFoundError, match="no file for G_B among"):
+        convert.reference_files([tmp_path / "10_net_G_A.pth"])
     (tmp_path / "readme.pth").touch()
     with pytest.raises(ValueError, match="readme.pth: cannot tell which network"):
         convert.reference_files([tmp_path / "5_net_G_A.pth", tmp_path / "readme.pth"])
