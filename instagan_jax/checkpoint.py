@@ -168,6 +168,18 @@ class Checkpoints:
         self.manager.close()
 
 
+def saved_steps(workdir: str | Path) -> list[int]:
+    """The steps saved in `<workdir>/checkpoints`, oldest first (none without that folder); creates nothing."""
+    try:
+        checkpoints = Checkpoints(workdir, read_only=True)
+    except FileNotFoundError:
+        return []
+    try:
+        return checkpoints.steps()
+    finally:
+        checkpoints.close()
+
+
 def free_path(path: Path) -> Path:
     """`path`, or else `path.2`, `path.3`, ...: the first that does not exist."""
     candidate, n = path, 1

@@ -30,7 +30,8 @@ def _train(args: argparse.Namespace) -> int:
     distributed = ["train.distributed=true"] if any(value is not None for value in launch) else []
     config = load_config(args.config, args.set + distributed)
     cluster = cluster_settings(*launch) if config.train.distributed else None
-    summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress, cluster=cluster)
+    summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress, cluster=cluster,
+                    init_from=args.init_from)
     done = summary.step - summary.start_step
     print(f"{done} iteration(s) in this run ({summary.iterations_per_second:.2f} it/s after compiling); "
           f"now at iteration {summary.step}")
@@ -41,6 +42,33 @@ def _train(args: argparse.Namespace) -> int:
         print(f"samples:    {summary.sample.parent.resolve()} (latest {summary.sample.name})")
     print(f"metrics:    {summary.workdir.resolve() / 'metrics.jsonl'} and tensorboard/")
     return INTERRUPTED if summary.interrupted else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from instagan_jax import convert
+
+    convert.require_torch()
+    if args.to_torch:
+        if args.epoch is not None or args.config is not None or args.set:
+            raise ValueError("--epoch, --config and --set go with --from-torch")
+        for path in convert.to_torch(args.out, args.workdir, args.checkpoint):
+            print(f"wrote {path}")
+        return 0
+    if args.workdir is not None or args.checkpoint is not None:
+        raise ValueError("--workdir and --checkpoint go with --to-torch (with --from-torch, --out names the new run)")
+    from instagan_jax.config import load_config
+
+    done = convert.from_torch(args.from_torch, args.out, load_config(args.config or "default", args.set), args.epoch)
+    for name, path in done.files.items():
+        print(f"{name}: {path}")
+    if done.fresh:
+        print(f"no file for {' and '.join(done.fresh)}: freshly initialised (seed {done.config.train.seed})")
+    model = " ".join(f"{key}={value}" for key, value in done.config.to_dict()["model"].items())
+    print(f"model (read off the weights): {model}")
+    print(f"checkpoint: {done.checkpoint}")
+    print(f"translate with --workdir {args.out}; fine-tune with: instagan train --init-from {args.out} "
+          f"--workdir NEW_RUN --config CONFIG (CONFIG's model section: {model})")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -110,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.batch_size=4 (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                       help="start the networks from a run's newest checkpoint or a checkpoint folder (ours or "
+                            "converted; same model section); Adam, pools and the step start afresh. Ignored "
+                            "when --workdir already has checkpoints (then it resumes)")
     launch = train.add_argument_group(
         "multi-process runs", "one process per host; each flag wins over its environment variable, and "
         "giving any of them sets train.distributed=true")
@@ -120,6 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--process-id", type=int, metavar="I",
                         help="this process's id, 0 to N-1 (default: $JAX_PROCESS_ID)")
     train.set_defaults(func=_train)
+    convert = commands.add_parser(
+        "convert", help="convert the reference's PyTorch checkpoints to a run of ours, or back (needs torch)",
+        description="--from-torch: the reference's <epoch>_net_{G_A,G_B,D_A,D_B}.pth -> checkpoint 0 of a new "
+                    "run --out (architecture read off the weights). --to-torch: a checkpoint of ours -> "
+                    "<step>_net_*.pth files in --out that the reference loads.")
+    mode = convert.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--from-torch", nargs="+", metavar="DIR_OR_FILE",
+                      help="a folder of reference checkpoints, or its .pth files (G_A and G_B needed; without "
+                           "D_A/D_B the discriminators are freshly initialised)")
+    mode.add_argument("--to-torch", action="store_true", help="write a checkpoint of ours as .pth files")
+    convert.add_argument("--out", required=True,
+                         help="--from-torch: the new run's folder; --to-torch: the folder for the .pth files")
+    convert.add_argument("--epoch", help="--from-torch from a folder: which epoch (default: latest, else the "
+                                         "largest number)")
+    convert.add_argument("--config", help="--from-torch: config name or JSON file for the new run (default: "
+                                          "default); its model section is read off the weights, dtype aside")
+    convert.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="--from-torch: override a config value, e.g. --set model.dtype=float64 (repeatable)")
+    convert.add_argument("--workdir", help="--to-torch: the run (its newest good checkpoint)")
+    convert.add_argument("--checkpoint", help="--to-torch: one checkpoint folder, RUN/checkpoints/N")
+    convert.set_defaults(func=_convert)
     info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
     info.add_argument("workdir")
     info.set_defaults(func=_info)

@@ -89,12 +89,8 @@ def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[st
 
 
 def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ModelConfig:
-    stem = arrays["init/G_A/encoder_img.1.weight"]
-    blocks = {int(m.group(1)) for k in arrays
-              if (m := re.match(r"init/G_A/encoder_img\.(\d+)\.conv_block\.", k))}
-    ndf = arrays["init/D_A/feature_img.0.module.weight_bar"].shape[0]
-    return ModelConfig(ngf=stem.shape[0], ndf=ndf, n_blocks=len(blocks), image_channels=stem.shape[1],
-                       dtype=dtype)
+    state_dicts = {name: sd for name in convert.NETWORKS if (sd := _reference_state_dict(arrays, name))}
+    return convert.infer_model_config(state_dicts, ModelConfig(dtype=dtype))
 
 
 def load_fixture(path: str | Path) -> Fixture:

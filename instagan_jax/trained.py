@@ -55,6 +55,14 @@ def locate(workdir: str | Path | None = None, checkpoint: str | Path | None = No
     return folder.parent.parent, int(folder.name)
 
 
+def location(path: str | Path) -> dict[str, Path]:
+    """`{"checkpoint": path}` for a path of the form RUN/checkpoints/<step>, else `{"workdir": path}`:
+    keyword arguments of `locate`, `restore_state` and `load_trained`."""
+    path = Path(path)
+    is_checkpoint = path.parent.name == "checkpoints" and path.name.isdigit()
+    return {"checkpoint" if is_checkpoint else "workdir": path}
+
+
 def _named_config(checkpoints: Checkpoints, step: int) -> dict:
     """The config saved with one step; ValueError naming the folder if it cannot be read."""
     try:
@@ -63,10 +71,12 @@ def _named_config(checkpoints: Checkpoints, step: int) -> dict:
         raise ValueError(f"{checkpoints.mark_damaged(step, err)}: choose another step in {checkpoints.directory}") from err
 
 
-def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | None = None):
+def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
+                  sharding: jax.sharding.Sharding | None = None):
     """(config, step, TrainState, checkpoint folder) of a run: its newest good checkpoint, or the one named.
 
-    The state lives on the first device, in the model's dtype (64-bit mode is on while restoring).
+    The state lives on the first device (or as `sharding` places it), in the model's dtype (64-bit mode
+    is on while restoring).
     """
     run, step = locate(workdir, checkpoint)
     checkpoints = Checkpoints(run, read_only=True)
@@ -79,9 +89,9 @@ def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | No
         from instagan_jax.trainer import step_spec  # here: the trainer imports this module (--init-from)
 
         spec = step_spec(config, 1.0)
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
         with x64_scope(config.model.dtype):
-            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), device)
+            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), sharding)
             if step is None:
                 step, state, _ = checkpoints.restore_latest(abstract)
             else:

@@ -7,7 +7,7 @@
 A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
 `samples/step_<N>.png`. Running again on a workdir with checkpoints resumes from the newest
 good one (the logs after it are dropped); without checkpoints, an earlier run's logs are moved to
-`previous_run/`. The config, `steps` and the workdir are checked before the data is opened.
+`previous_run/` and the networks start fresh or from another run's checkpoint (`init_from`). The config, `steps` and the workdir are checked before the data is opened.
 SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly (`TrainSummary.interrupted`), so
 does a bad data file (then its DataError is raised); a NaN or inf loss, or a domain without any
 instance for a whole epoch, stops with a TrainingError, keeping the last good checkpoint.
@@ -33,10 +33,11 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from instagan_jax import data, training
-from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract
+from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract, saved_steps
 from instagan_jax.cluster import cluster_settings
-from instagan_jax.config import Config, DataConfig, validate
+from instagan_jax.config import Config, DataConfig, differences, validate
 from instagan_jax.models import x64_scope
+from instagan_jax.trained import location, restore_state
 from instagan_jax.visuals import sample_grid, save_png, write_text
 
 log = logging.getLogger(__name__)
@@ -269,9 +270,25 @@ def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> i
     return math.ceil((config.train.niter + config.train.niter_decay) * iters_per_epoch)
 
 
+def initial_networks(init_from: str | Path, config: Config) -> tuple[dict, dict, Path]:
+    """(params, spectral vectors, checkpoint folder) of a run's newest checkpoint or of one checkpoint
+    folder, for `train(init_from=...)`, on this process's first device; ValueError naming the model
+    keys in which its config differs."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    source, _, state, folder = restore_state(**location(init_from), sharding=device)
+    diff = differences(source.to_dict()["model"], config.to_dict()["model"], "model.")
+    if diff:
+        lines = "; ".join(f"{key}: {a!r} there, {b!r} here" for key, (a, b) in diff.items())
+        raise ValueError(f"--init-from {folder}: its model differs from this run's config ({lines}); "
+                         "use the same model section")
+    return state.params, state.spectral, folder
+
+
 def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: Config,
-                     mesh: jax.sharding.Mesh, loader: data.PairLoader) -> tuple[training.TrainState, int]:
-    """The newest checkpoint's state (and loader position), or a fresh state at iteration 0."""
+                     mesh: jax.sharding.Mesh, loader: data.PairLoader,
+                     initial: tuple[dict, dict, Path] | None = None) -> tuple[training.TrainState, int]:
+    """The newest checkpoint's state (and loader position); else a state at iteration 0 around the
+    `initial` networks (Adam, pools fresh), or a fresh one."""
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def fresh() -> training.TrainState:
@@ -279,21 +296,26 @@ def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: 
 
     restored = checkpoints.restore_latest(replicated_abstract(jax.eval_shape(fresh), replicated), config.to_dict())
     if restored is None:
-        return jax.device_put(fresh(), replicated), 0
+        state = fresh() if initial is None else training.state_from_params(spec, *initial[:2], config.train.seed)
+        return jax.device_put(state, replicated), 0
     start, state, data_state = restored
-    loader.set_state(data_state)
+    if data_state:  # empty in a checkpoint converted from the reference: the data start from the beginning
+        loader.set_state(data_state)
     print(f"resuming from {checkpoints.directory / str(start)} (iteration {start})")
     return state, start
 
 
 def train(config: Config, workdir: str | Path, *, steps: int | None = None,
           loader: data.PairLoader | None = None, progress: bool = True,
-          on_step: Callable[[int], None] | None = None, cluster: dict[str, Any] | None = None) -> TrainSummary:
+          on_step: Callable[[int], None] | None = None, cluster: dict[str, Any] | None = None,
+          init_from: str | Path | None = None) -> TrainSummary:
     """Train (or resume) until `steps` iterations are done (default: the config's).
 
     `loader` replaces the config's data (tests); `on_step(step)` is called after every iteration.
     With `train.distributed`, `cluster` (default: `cluster.cluster_settings()`, from the environment)
-    is passed to `jax.distributed.initialize`.
+    is passed to `jax.distributed.initialize`. `init_from` (a run's folder or one checkpoint folder,
+    same model section) gives a run without checkpoints its starting networks; a run with checkpoints
+    resumes and ignores it.
     """
     from tqdm import tqdm
 
@@ -313,6 +335,12 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
+        initial = None
+        if init_from is not None and saved_steps(workdir):
+            print(f"{workdir} has checkpoints: resuming, --init-from {init_from} is ignored")
+        elif init_from is not None:
+            initial = initial_networks(init_from, config)
+            print(f"starting from the networks of {initial[2]} (Adam, image pools and iteration count afresh)")
         loader = loader or make_loader(config)
         cleanup.callback(loader.close)
         spec = step_spec(config, loader.batches_per_epoch)
@@ -320,7 +348,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
         cleanup.callback(checkpoints.close)
         resumed = bool(checkpoints.steps())
-        state, start = _restore_or_init(checkpoints, spec, config, mesh, loader)
+        state, start = _restore_or_init(checkpoints, spec, config, mesh, loader, initial)
         logs = _Logs(workdir, start, resumed)
         cleanup.callback(logs.close)
         if jax.process_index() == 0:

@@ -120,11 +120,16 @@ class TrainState:
     rng: jax.Array  # raw threefry key data (uint32), for the pools
 
 
+def fresh_network(name: str, model: ModelConfig, seed: int = 0) -> nnx.Module:
+    """Network `name` (G_A, G_B, D_A or D_B) with the reference's init, as `init_state(spec, seed)` makes it."""
+    index = (GENERATORS + DISCRIMINATORS).index(name)
+    return create(SetGenerator if name in GENERATORS else SetDiscriminator, model, seed * 4 + index)
+
+
 def init_state(spec: StepSpec, seed: int = 0) -> TrainState:
     """Fresh networks (the reference's init), zero Adam moments, empty pools."""
-    modules = {name: create(SetGenerator if name.startswith("G") else SetDiscriminator, spec.model, seed * 4 + i)
-               for i, name in enumerate(GENERATORS + DISCRIMINATORS)}
-    params, spectral = split_networks(modules)
+    params, spectral = split_networks({name: fresh_network(name, spec.model, seed)
+                                       for name in GENERATORS + DISCRIMINATORS})
     return state_from_params(spec, params, spectral, seed)
 
 
