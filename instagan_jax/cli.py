@@ -48,6 +48,13 @@ def _convert(args: argparse.Namespace) -> int:
     from instagan_jax import convert
 
     convert.require_torch()
+    if args.inception_from_torch:
+        if any(v is not None for v in (args.epoch, args.config, args.workdir, args.checkpoint)) or args.set:
+            raise ValueError("--inception-from-torch takes only --out (the .npz to write)")
+        from instagan_jax.inception import convert_inception
+
+        print(f"FID Inception weights: {convert_inception(args.inception_from_torch, args.out)}")
+        return 0
     if args.to_torch:
         if args.epoch is not None or args.config is not None or args.set:
             raise ValueError("--epoch, --config and --set go with --from-torch")
@@ -162,8 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a folder of reference checkpoints, or its .pth files (G_A and G_B needed; without "
                            "D_A/D_B the discriminators are freshly initialised)")
     mode.add_argument("--to-torch", action="store_true", help="write a checkpoint of ours as .pth files")
+    mode.add_argument("--inception-from-torch", metavar="PTH",
+                      help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth -> the .npz --out that "
+                           "`instagan eval --fid-weights` reads (docs/EVAL.md)")
     convert.add_argument("--out", required=True,
-                         help="--from-torch: the new run's folder; --to-torch: the folder for the .pth files")
+                         help="--from-torch: the new run's folder; --to-torch: the folder for the .pth files; "
+                              "--inception-from-torch: the .npz file")
     convert.add_argument("--epoch", help="--from-torch from a folder: which epoch (default: latest, else the "
                                          "largest number)")
     convert.add_argument("--config", help="--from-torch: config name or JSON file for the new run (default: "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from instagan_jax import fid, inception
+from instagan_jax import cli, fid, inception
 
 # Shapes read off torchvision's Inception3 / pytorch-fid's FID blocks (OIHW), independent of our table.
 KNOWN_TORCH_SHAPES = {
@@ -99,6 +99,18 @@ def test_eval_loads_the_converted_file_as_its_feature_network(weights_npz, featu
     images = np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32)
     assert network.name == inception.NPZ_FORMAT
     np.testing.assert_array_equal(network(images), np.asarray(features(images)))
+
+
+def test_convert_command_writes_the_npz_eval_reads(state_dict, tmp_path, capsys):
+    torch = _torch()
+    src = tmp_path / "pt_inception.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, src)
+    dst = tmp_path / "inception_fid.npz"
+    assert cli.main(["convert", "--inception-from-torch", str(src), "--out", str(dst)]) == 0
+    assert str(dst) in capsys.readouterr().out
+    assert fid.load_feature_network(dst).name == inception.NPZ_FORMAT
+    assert cli.main(["convert", "--inception-from-torch", str(src), "--out", str(dst), "--epoch", "3"]) == 2
+    assert "takes only --out" in capsys.readouterr().err
 
 
 def test_pools_ignore_padding():
