@@ -65,7 +65,7 @@ def test_differences_are_flattened_keys():
     ("train.steps=-1", "train.steps: expected a value >= 0, got -1"),
     ("train.lr=NaN", "train.lr: expected a finite number, got nan"),
     ("train.unroll_groups=maybe", "train.unroll_groups: expected true, false or \"auto\""),
-    ("train.ins_per=3", "train.ins_max=4 and train.ins_per=3"),
+    ("train.ins_per=3", "train.ins_max=2 and train.ins_per=3"),
 ])
 def test_values_of_the_wrong_type_or_range_name_the_key_value_and_expectation(override, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -90,7 +90,7 @@ def test_changing_the_data_kind_drops_the_base_options(overrides):
 
 def test_options_of_the_same_kind_are_merged():
     options = load_config("default", ["data.options.size=7"]).data.options
-    assert options["size"] == 7 and options["max_instances"] == 4
+    assert options["size"] == 7 and options["max_instances"] == 2 and options["object_size"] == [0.1, 0.25]
 
 
 def test_a_config_saved_before_a_key_existed_matches_its_default():
