@@ -7,7 +7,8 @@
 A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
 `samples/step_<N>.png`. Running again on a workdir with checkpoints resumes from the newest
 good one (the logs after it are dropped); without checkpoints, an earlier run's logs are moved to
-`previous_run/` and the networks start fresh or from another run's checkpoint (`init_from`). The config, `steps` and the workdir are checked before the data is opened.
+`previous_run/` and the networks start fresh or from another run's checkpoint (`init_from`). The
+config, `steps` and the workdir are checked before the data is opened.
 SIGTERM or SIGINT (Ctrl-C) saves a checkpoint and stops cleanly (`TrainSummary.interrupted`), so
 does a bad data file (then its DataError is raised); a NaN or inf loss, or a domain without any
 instance for a whole epoch, stops with a TrainingError, keeping the last good checkpoint.
@@ -418,8 +419,6 @@ def checksums(workdir: str | Path) -> dict[str, Any]:
 
     Reads only: damaged checkpoints are reported and skipped, as when training resumes.
     """
-    from instagan_jax.trained import restore_state
-
     _, step, state, folder = restore_state(workdir)
     sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))
             for name, params in state.params.items()}
