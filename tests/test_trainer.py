@@ -109,12 +109,15 @@ def test_flipped_bytes_in_a_checkpoint_are_found_by_its_checksum(runs, tmp_path,
     _, expected, _ = _final_state(runs[0] / "straight")
     chunks = sorted((runs[0] / "straight" / "checkpoints" / "6" / "state").rglob("ocdbt.process_0/d/*"))
     found_by_digest = 0
-    for chunk in (c for c in chunks if c.stat().st_size > 16384):
-        workdir = tmp_path / chunk.name
+    # orbax writes arrays concurrently, so which array sits where in a chunk varies between runs: flip
+    # several places, each in its own copy of the run
+    places = [(c, tenths) for c in chunks if c.stat().st_size > 16384 for tenths in (1, 5, 9)]
+    for chunk, tenths in places:
+        workdir = tmp_path / f"{chunk.name}_{tenths}"
         shutil.copytree(runs[0] / "straight", workdir)
         damaged = workdir / chunk.relative_to(runs[0] / "straight")
         content = bytearray(damaged.read_bytes())
-        start = len(content) // 10
+        start = len(content) * tenths // 10
         content[start:start + 4096] = bytes(b ^ 0xFF for b in content[start:start + 4096])
         damaged.write_bytes(bytes(content))
         caplog.clear()
