@@ -26,7 +26,9 @@ from flax import nnx
 from jax import lax
 
 
-from instagan_jax import layers, models
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import ModelConfig, create
+from instagan_jax.nn import layers
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 WARMUP_CALLS = 2
@@ -191,7 +193,7 @@ def forward_flop(fn, *args) -> int:
 
 def network_fns(cls, config, inputs, grad_inputs: bool):
     """Jitted pure fwd and fwd+bwd (value_and_grad wrt params, and inputs if asked) of a fresh module."""
-    graphdef, params, rest = nnx.split(models.create(cls, config, 0), nnx.Param, ...)
+    graphdef, params, rest = nnx.split(create(cls, config, 0), nnx.Param, ...)
 
     def forward(params, rest, *args):
         return nnx.merge(graphdef, params, rest)(*args)
@@ -216,10 +218,10 @@ def bench_networks(config, size, repeats):
     table_header("Whole networks (jit of split/merge; G: grads wrt params, D: wrt params, image, masks)",
                  ["network", "layer forms", "fwd ms", "fwd+bwd ms", "GFLOP fwd", "GFLOP/s fwd+bwd"])
     img = rand(0, (1, size, size, config.image_channels))
-    for cls, k, grad_inputs in ((models.SetGenerator, 2, False), (models.SetDiscriminator, 4, True)):
+    for cls, k, grad_inputs in ((SetGenerator, 2, False), (SetDiscriminator, 4, True)):
         inputs = (img, jnp.tanh(rand(1, (1, k, size, size, 1))), jnp.ones((1, k), bool))
         for form, fns in NETWORK_FORMS.items():
-            if cls is models.SetDiscriminator and form != "ours":
+            if cls is SetDiscriminator and form != "ours":
                 continue  # the discriminator has no reflect or transposed convs
             forward, grad, args = network_fns(cls, config, inputs, grad_inputs)
             with patched_layers(*fns):
@@ -246,7 +248,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="default architecture (ngf 64, 9 blocks)")
     parser.add_argument("--only", choices=("transpose", "reflect", "networks"), help="run one section")
     args = parser.parse_args()
-    config = models.ModelConfig() if args.full else models.ModelConfig(ngf=32, ndf=32, n_blocks=3)
+    config = ModelConfig() if args.full else ModelConfig(ngf=32, ndf=32, n_blocks=3)
     header(config, args.size, args.repeats)
     if args.only in (None, "transpose"):
         bench_conv_transpose(config.ngf, args.size, args.repeats)

@@ -14,15 +14,16 @@ import time
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from instagan_jax import trainer, training
+from instagan_jax import loop
+from instagan_jax.methods.instagan import step as training
 from instagan_jax.config import load_config
 
 
 def time_iteration(spec: training.StepSpec, batch: dict, repeats: int) -> tuple[float, float]:
-    mesh = trainer.make_mesh()
-    iteration = trainer.compiled_iteration(spec, mesh)
+    mesh = loop.make_mesh()
+    iteration = loop.compiled_iteration(spec, mesh)
     state = jax.device_put(training.init_state(spec), NamedSharding(mesh, PartitionSpec()))
-    batch = trainer.to_global(batch, NamedSharding(mesh, PartitionSpec("data")))
+    batch = loop.to_global(batch, NamedSharding(mesh, PartitionSpec("data")))
     start = time.perf_counter()
     state, _, _ = iteration(state, batch)
     jax.block_until_ready(state)
@@ -41,10 +42,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     config = load_config(args.config, args.set)
-    loader = trainer.make_loader(config)
+    loader = loop.make_loader(config)
     batch = next(loader)
     loader.close()
-    base = trainer.step_spec(config, loader.batches_per_epoch)
+    base = loop.step_spec(config, loader.batches_per_epoch)
     print(f"{config.name}: model {config.model}, {base.height}x{base.width}, batch {config.train.batch_size}, "
           f"{base.n_groups} groups, backend {jax.default_backend()}")
     print("| form | compile + first (s) | s / iteration | iterations / s |\n|---|---|---|---|")

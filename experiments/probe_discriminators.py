@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 
 from instagan_jax.data.shapes import shapes_record
-from instagan_jax.models import apply
+from instagan_jax.nn.build import apply
 from instagan_jax.trained import load_trained
 
 HELD_OUT_SEED = 1000

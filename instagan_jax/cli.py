@@ -24,7 +24,7 @@ def _parity(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from instagan_jax.cluster import cluster_settings
     from instagan_jax.config import load_config
-    from instagan_jax.trainer import train
+    from instagan_jax.loop import train
 
     launch = (args.coordinator, args.num_processes, args.process_id)
     distributed = ["train.distributed=true"] if any(value is not None for value in launch) else []
@@ -79,7 +79,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from instagan_jax.trainer import checksums
+    from instagan_jax.loop import checksums
 
     print(json.dumps(checksums(args.workdir), indent=2))
     return 0
@@ -105,7 +105,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     from instagan_jax.trained import load_trained, locate
-    from instagan_jax.translate import check_entries, check_size, gather_entries, translate_entries
+    from instagan_jax.translate import (
+        check_entries,
+        check_size,
+        gather_entries,
+        translate_entries,
+    )
 
     locate(args.workdir, args.checkpoint)
     if args.ins_per is not None and args.ins_per < 1:

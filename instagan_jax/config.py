@@ -19,8 +19,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from instagan_jax.losses import LossWeights
-from instagan_jax.models import ModelConfig
+from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.losses import LossWeights
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with the code
 

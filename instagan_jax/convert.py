@@ -18,12 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instagan_jax import training
 from instagan_jax.checkpoint import Checkpoints, saved_steps
 from instagan_jax.config import Config, validate
-from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, x64_scope
+from instagan_jax.loop import check_workdir, step_spec
+from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import ModelConfig, abstract, x64_scope
 from instagan_jax.trained import networks_from_state, restore_state
-from instagan_jax.trainer import check_workdir, step_spec
 
 NETWORKS = training.GENERATORS + training.DISCRIMINATORS
 TORCH_EXTRA = "pip install 'instagan-jax[torch]' (in a checkout: pip install -e '.[torch]')"

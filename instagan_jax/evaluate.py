@@ -175,9 +175,9 @@ def batches(count: int, batch_size: int) -> list[list[int]]:
 def translate_source(forward, backward, source, count: int, *, transform, batch_size: int, ins_per: int,
                      shapes: bool, features=None, bar=None) -> Tally:
     """Translate the first `count` records of `source` in batches and tally the metrics."""
-    from instagan_jax import instances
     from instagan_jax.data.transforms import transform_record
-    from instagan_jax.inference import translate
+    from instagan_jax.methods.instagan import instances
+    from instagan_jax.methods.instagan.inference import translate
 
     tally = Tally()
     for indices in batches(count, min(batch_size, count)):
@@ -203,7 +203,7 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
     from tqdm import tqdm
 
     from instagan_jax.data.transforms import TransformConfig
-    from instagan_jax.models import x64_scope
+    from instagan_jax.nn.build import x64_scope
 
     d, t = model.config.data, model.config.train
     transform = TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=False, ins_max=t.ins_max)
@@ -302,7 +302,7 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     run's data config (e.g. 'options.seed=5', 'options.phase=val')."""
     from instagan_jax import trained
     from instagan_jax.config import apply_overrides, config_from_dict
-    from instagan_jax.trainer import open_data
+    from instagan_jax.loop import open_data
     from instagan_jax.visuals import write_text
 
     check_args(num, batch_size, out, fid_weights, data)

@@ -24,9 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instagan_jax import convert, instances, losses, training
-from instagan_jax.inference import translate
-from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, apply, x64_scope
+from instagan_jax import convert
+from instagan_jax.methods.instagan import instances, losses
+from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.inference import translate
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
+from instagan_jax.nn.losses import LossWeights
 
 DEFAULT_TOLERANCES = {
     "outputs": ("atol", 1e-4),
@@ -287,7 +291,7 @@ def _train_spec(fixture: Fixture) -> training.StepSpec:
     adam = fixture.meta.get("adam", {})
     height, width = fixture.arrays["input/A_img"].shape[2:]
     betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
-    weights = losses.LossWeights(**{k: float(opt[k]) for k in
+    weights = LossWeights(**{k: float(opt[k]) for k in
                                     ("lambda_A", "lambda_B", "lambda_idt", "lambda_ctx") if k in opt})
     schedule = training.Schedule(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]),
                                  beta2=float(betas[1]), eps=float(adam.get("eps", 1e-8)),

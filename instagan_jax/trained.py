@@ -17,10 +17,11 @@ from pathlib import Path
 import jax
 from flax import nnx
 
-from instagan_jax import training
 from instagan_jax.checkpoint import Checkpoints, replicated_abstract
 from instagan_jax.config import Config, config_from_dict, with_defaults
-from instagan_jax.models import SetDiscriminator, SetGenerator, abstract, x64_scope
+from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import abstract, x64_scope
 
 DIRECTIONS = {"AtoB": ("G_A", "G_B"), "BtoA": ("G_B", "G_A")}  # (forward, backward) generator names
 
@@ -86,7 +87,9 @@ def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | No
             raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
         saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
         config = config_from_dict(with_defaults(saved))
-        from instagan_jax.trainer import step_spec  # here: the trainer imports this module (--init-from)
+        from instagan_jax.loop import (
+            step_spec,  # here: the trainer imports this module (--init-from)
+        )
 
         spec = step_spec(config, 1.0)
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -23,8 +23,18 @@ from urllib.parse import quote
 
 import numpy as np
 
-from instagan_jax.data.inputs import Entry, detection_entries, folder_entries, layout_entries
-from instagan_jax.data.transforms import order_by_area, resize, resize_mask, to_unit_range
+from instagan_jax.data.inputs import (
+    Entry,
+    detection_entries,
+    folder_entries,
+    layout_entries,
+)
+from instagan_jax.data.transforms import (
+    order_by_area,
+    resize,
+    resize_mask,
+    to_unit_range,
+)
 from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
 
 RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
@@ -158,8 +168,8 @@ def translate_entries(forward, entries: list[Entry], out: str | Path, *, size: t
     """Translate every entry with the generator `forward` (see the module doc) and write the gallery."""
     from tqdm import tqdm
 
-    from instagan_jax.inference import translate_forward
-    from instagan_jax.models import x64_scope
+    from instagan_jax.methods.instagan.inference import translate_forward
+    from instagan_jax.nn.build import x64_scope
 
     out, start, written = Path(out).resolve(), time.perf_counter(), []
     with x64_scope(dtype):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from instagan_jax.models import ModelConfig
+from instagan_jax.nn.build import ModelConfig
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE_SMALL = SHARED / "parity" / "reference_small.npz"
@@ -50,7 +50,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """A workdir of a tiny shapes model trained for 3 iterations (checkpoints at 2 and 3), shared by the
     tests of the commands that use a trained model. Read it; do not write into it."""
     from instagan_jax.config import config_from_dict
-    from instagan_jax.trainer import train
+    from instagan_jax.loop import train
 
     workdir = tmp_path_factory.mktemp("tiny_run") / "run"
     train(config_from_dict(TINY_RUN), workdir, steps=3, progress=False)

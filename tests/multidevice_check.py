@@ -18,8 +18,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from instagan_jax import trainer, training
-from instagan_jax.models import ModelConfig
+from instagan_jax import loop
+from instagan_jax.methods.instagan import step as training
+from instagan_jax.nn.build import ModelConfig
 
 SIZE, BATCH = 32, 8
 
@@ -43,11 +44,11 @@ def batches(n: int):
 def run(mesh: Mesh, spec: training.StepSpec):
     """Final state, first iteration's metrics and last iteration's metrics of three iterations."""
     state = jax.device_put(training.init_state(spec, seed=0), NamedSharding(mesh, PartitionSpec()))
-    iteration = trainer.compiled_iteration(spec, mesh)
+    iteration = loop.compiled_iteration(spec, mesh)
     sharded = NamedSharding(mesh, PartitionSpec("data"))
     history = []
     for batch in batches(3):
-        global_batch = trainer.to_global(batch, sharded)
+        global_batch = loop.to_global(batch, sharded)
         assert len(global_batch["img_A"].sharding.device_set) == mesh.size
         state, metrics, _ = iteration(state, global_batch)
         history.append(jax.device_get(metrics))
@@ -58,7 +59,7 @@ def main() -> int:
     assert jax.device_count() == 8, f"expected 8 fake devices, got {jax.device_count()}"
     assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
     spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE, ins_max=2, ins_per=1, pool_size=4)
-    many, first_many, metrics_many = run(trainer.make_mesh(), spec)
+    many, first_many, metrics_many = run(loop.make_mesh(), spec)
     one, first_one, metrics_one = run(Mesh(np.array(jax.devices()[:1]), ("data",)), spec)
     losses = [k for k in first_one if not k.startswith("ran_")]
     diffs = {}

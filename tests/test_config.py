@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from instagan_jax.config import CONFIG_DIR, config_from_dict, differences, load_config, with_defaults
+from instagan_jax.config import (
+    CONFIG_DIR,
+    config_from_dict,
+    differences,
+    load_config,
+    with_defaults,
+)
 
 PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE.md §5
     "jeans2skirt_ccp": ((300, 200), (330, 220), 400, 200),

@@ -9,15 +9,16 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import SHARED, TINY, TINY_RUN
 from flax import nnx
 
-from conftest import SHARED, TINY, TINY_RUN
 from instagan_jax import cli, convert, trained
 from instagan_jax.config import config_from_dict
-from instagan_jax.inference import translate
-from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, create, x64_scope
+from instagan_jax.loop import train
+from instagan_jax.methods.instagan.inference import translate
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import ModelConfig, abstract, create, x64_scope
 from instagan_jax.parity import load_fixture, to_nchw, to_nhwc
-from instagan_jax.trainer import train
 
 REFERENCE_NETWORKS = SHARED / "reference" / "instagan-pytorch" / "models" / "networks.py"
 

@@ -8,10 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+from data_helpers import SHARED_DATA, require, write_coco, write_tiny_coco
 from PIL import Image
 
-from data_helpers import SHARED_DATA, require, write_coco, write_tiny_coco
-from instagan_jax.data import CocoSource, DataError, ann_to_mask, coco_sources, load_coco
+from instagan_jax.data import (
+    CocoSource,
+    DataError,
+    ann_to_mask,
+    coco_sources,
+    load_coco,
+)
 
 # pycocotools' own annToMask, called here for comparison, predates numpy 2's copy keyword
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")

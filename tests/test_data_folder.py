@@ -7,8 +7,15 @@ import logging
 
 import numpy as np
 import pytest
+from data_helpers import (
+    REFERENCE_DATA,
+    box_mask,
+    random_image,
+    require,
+    save,
+    write_npz_pngs,
+)
 
-from data_helpers import REFERENCE_DATA, box_mask, random_image, require, save, write_npz_pngs
 from instagan_jax.data import DataError, FolderSource, TransformConfig, transform_record
 from instagan_jax.data.transforms import resize, to_unit_range
 
@@ -168,6 +175,7 @@ def test_colour_and_binary_masks(tmp_path):
 @pytest.mark.parametrize("task, sizes", [("shp2gir_coco", (7, 7)), ("pants2skirt_mhp", (5, 5))])
 def test_reference_sample_folders(task, sizes):
     from data_helpers import SHARED_DATA
+
     from instagan_jax.data import PairLoader
 
     root = require(SHARED_DATA / "instagan_samples" / task)

@@ -7,9 +7,16 @@ import logging
 
 import numpy as np
 import pytest
-
 from data_helpers import box_mask, random_image, save
-from instagan_jax.data import DataError, FolderSource, PairLoader, Record, ShapesSource, TransformConfig
+
+from instagan_jax.data import (
+    DataError,
+    FolderSource,
+    PairLoader,
+    Record,
+    ShapesSource,
+    TransformConfig,
+)
 
 SMALL = TransformConfig(load_size=(36, 36), crop_size=(32, 32), ins_max=3)
 

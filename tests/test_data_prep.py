@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import SHARED_DATA, require, save, write_fake_mhp, write_tiny_coco
 from PIL import Image
 
-from data_helpers import SHARED_DATA, require, save, write_fake_mhp, write_tiny_coco
 from instagan_jax.data import FolderSource, TransformConfig, transform_record
 from instagan_jax.data.cli import main as cli_main
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import write_coco, write_tiny_coco
 from pycocotools import mask as mask_utils
 
-from data_helpers import write_coco, write_tiny_coco
 from instagan_jax.data import FolderSource, open_sources
 from instagan_jax.data.cli import main as cli_main
 from instagan_jax.data.instagan_coco import REGISTERED_PAIRS

@@ -9,7 +9,6 @@ from instagan_jax.data import ShapesSource, rectangularity, shapes_record
 from instagan_jax.data.shapes import ROUND_ANGULAR_THRESHOLD
 
 
-
 def test_deterministic_in_its_arguments():
     image, masks = shapes_record("A", 7, seed=3, height=64, width=80)
     again, masks_again = shapes_record("A", 7, seed=3, height=64, width=80)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from data_helpers import box_mask
+
 from instagan_jax.data import DataError, Record, TransformConfig, transform_record
 from instagan_jax.data.transforms import order_by_area, resize, resize_mask
 

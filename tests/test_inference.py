@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import TINY
-from instagan_jax.inference import translate
-from instagan_jax.instances import mask_valid
-from instagan_jax.models import SetGenerator, apply, create
+
+from instagan_jax.methods.instagan.inference import translate
+from instagan_jax.methods.instagan.instances import mask_valid
+from instagan_jax.methods.instagan.networks import SetGenerator
+from instagan_jax.nn.build import apply, create
 
 H, W = 16, 12
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from instagan_jax import layers
+from instagan_jax.nn import layers
 
 
 def _rand(seed, shape):

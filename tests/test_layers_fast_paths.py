@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from instagan_jax import layers
+from instagan_jax.nn import layers
 
 ATOL = 1e-4  # on arrays scaled to a largest magnitude of 1
 

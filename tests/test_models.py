@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY
 from flax import nnx
 
-from conftest import TINY
-from instagan_jax import layers
-from instagan_jax.instances import mask_valid
-from instagan_jax.models import ModelConfig, SetDiscriminator, SetGenerator, abstract, apply, create
+from instagan_jax.methods.instagan.instances import mask_valid
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn import layers
+from instagan_jax.nn.build import ModelConfig, abstract, apply, create
 
 H, W = 32, 24
 
@@ -174,8 +175,8 @@ def test_discriminator_output_shape(disc):
 
 def test_float64_models_and_train_state_hold_float64():
     """model.dtype float64: every parameter, spectral vector, pool and translated output in float64."""
-    from instagan_jax import training
-    from instagan_jax.models import x64_scope
+    from instagan_jax.methods.instagan import step as training
+    from instagan_jax.nn.build import x64_scope
 
     config = ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64")
     with x64_scope("float64"):

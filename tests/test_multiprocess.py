@@ -20,11 +20,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from instagan_jax import cli, trainer
+from instagan_jax import cli, loop
 from instagan_jax.checkpoint import Checkpoints, replicated_abstract
 from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import config_from_dict
-from instagan_jax.training import init_state
+from instagan_jax.methods.instagan.step import init_state
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600  # per launch; compiling takes ~1 min of CPU per process
@@ -104,7 +104,7 @@ def _run_together(launches: list[tuple[list[str], dict[str, str]]]) -> list[str]
 
 def _saved(workdir: Path, step: int):
     """(state, data state) of a workdir's checkpoint at `step`, on this process's first device."""
-    spec = trainer.step_spec(config_from_dict(TINY_RUN), 1.0)
+    spec = loop.step_spec(config_from_dict(TINY_RUN), 1.0)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = replicated_abstract(jax.eval_shape(lambda: init_state(spec)), device)
     checkpoints = Checkpoints(workdir)

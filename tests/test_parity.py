@@ -10,10 +10,10 @@ from instagan_jax import cli
 from instagan_jax.parity import (
     DEFAULT_TOLERANCES,
     Check,
-    step0_l1_ties,
     format_report,
     load_fixture,
     parse_tolerances,
+    step0_l1_ties,
 )
 
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 
 from instagan_jax import cli, evaluate, report
-from instagan_jax.training import Visuals
+from instagan_jax.methods.instagan.step import Visuals
 from instagan_jax.visuals import COLUMNS, sample_grid
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from instagan_jax import trained
-from instagan_jax.inference import translate
+from instagan_jax.methods.instagan.inference import translate
 
 
 def test_load_newest_and_named_checkpoint(tiny_run):

@@ -17,20 +17,20 @@ import pytest
 from conftest import TINY_RUN
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-from instagan_jax import cli, data, trainer
+from instagan_jax import cli, data, loop
 from instagan_jax.checkpoint import (
     Checkpoints,
     ConfigMismatchError,
     replicated_abstract,
 )
 from instagan_jax.config import config_from_dict
-from instagan_jax.training import init_state
+from instagan_jax.methods.instagan.step import init_state
 
 CONFIG = config_from_dict(TINY_RUN)
 
 
 def _final_state(workdir: Path, config=CONFIG):
-    spec = trainer.step_spec(config, 1.0)
+    spec = loop.step_spec(config, 1.0)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = replicated_abstract(jax.eval_shape(lambda: init_state(spec)), device)
     checkpoints = Checkpoints(workdir)
@@ -49,14 +49,14 @@ def _assert_same_state(a, b) -> None:
 def runs(tmp_path_factory):
     """Six iterations straight, and 3 + SIGTERM + resume to 6, in two workdirs."""
     root = tmp_path_factory.mktemp("runs")
-    straight = trainer.train(CONFIG, root / "straight", steps=6, progress=False)
+    straight = loop.train(CONFIG, root / "straight", steps=6, progress=False)
 
     def interrupt(step: int) -> None:
         if step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    first = trainer.train(CONFIG, root / "resumed", steps=6, progress=False, on_step=interrupt)
-    second = trainer.train(CONFIG, root / "resumed", steps=6, progress=False)
+    first = loop.train(CONFIG, root / "resumed", steps=6, progress=False, on_step=interrupt)
+    second = loop.train(CONFIG, root / "resumed", steps=6, progress=False)
     return root, straight, first, second
 
 
@@ -146,7 +146,7 @@ def _event_files(workdir: Path) -> list:
 
 def test_a_damaged_step_is_replaced_and_logs_are_not_repeated(runs, tmp_path, caplog):
     workdir = _copy_with_damaged_step_6(runs, tmp_path)
-    summary = trainer.train(CONFIG, workdir, steps=6, progress=False)
+    summary = loop.train(CONFIG, workdir, steps=6, progress=False)
     assert summary.start_step == 4 and summary.checkpoint == workdir / "checkpoints" / "6"
     assert (workdir / "damaged_checkpoints" / "6" / "state").is_dir()  # moved aside, not deleted
     caplog.clear()
@@ -173,7 +173,7 @@ def test_info_falls_back_from_a_damaged_checkpoint_and_creates_nothing(runs, tmp
 def test_a_fresh_run_moves_earlier_logs_aside(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "G": 7.0}\n')
     (tmp_path / "config.json").write_text('{"name": "earlier"}\n')
-    trainer.train(CONFIG, tmp_path, steps=1, progress=False)
+    loop.train(CONFIG, tmp_path, steps=1, progress=False)
     assert (tmp_path / "previous_run" / "metrics.jsonl").read_text() == '{"step": 1, "G": 7.0}\n'
     assert json.loads((tmp_path / "previous_run" / "config.json").read_text()) == {"name": "earlier"}
     assert json.loads((tmp_path / "metrics.jsonl").read_text())["G"] != 7.0
@@ -183,14 +183,14 @@ def test_a_fresh_run_moves_earlier_logs_aside(tmp_path):
 def test_a_different_config_is_an_error_naming_the_keys(runs, tmp_path):
     changed = config_from_dict({**TINY_RUN, "model": {"ngf": 8, "ndf": 4, "n_blocks": 1}})
     with pytest.raises(ConfigMismatchError, match=r"model\.ngf: checkpoint 4, now 8"):
-        trainer.train(changed, runs[0] / "straight", steps=7, progress=False)
+        loop.train(changed, runs[0] / "straight", steps=7, progress=False)
 
 
 class _Edited:
     """The config's loader with `edit(batch, n)` applied to its n-th batch (1-based) of this call."""
 
     def __init__(self, edit):
-        self.loader, self.edit, self.served = trainer.make_loader(CONFIG), edit, 0
+        self.loader, self.edit, self.served = loop.make_loader(CONFIG), edit, 0
         self.batches_per_epoch, self.skips = self.loader.batches_per_epoch, self.loader.skips
 
     def __next__(self):
@@ -218,8 +218,8 @@ def _nan_at(step: int):
 
 def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
     loader = _Edited(_nan_at(3))
-    with pytest.raises(trainer.TrainingError, match=r"iteration 3: loss \w+ is nan"):
-        trainer.train(CONFIG, tmp_path, steps=6, progress=False, loader=loader)
+    with pytest.raises(loop.TrainingError, match=r"iteration 3: loss \w+ is nan"):
+        loop.train(CONFIG, tmp_path, steps=6, progress=False, loader=loader)
     assert Checkpoints(tmp_path).steps() == [2]
 
 
@@ -279,9 +279,9 @@ class _BrokenFileAt(_Edited):
 
 def test_bad_data_mid_run_saves_a_checkpoint_and_names_the_file(tmp_path):
     with pytest.raises(data.DataError, match=r"broken\.png.*stopped after iteration 3; checkpoint .*3 saved"):
-        trainer.train(CONFIG, tmp_path, steps=6, progress=False, loader=_BrokenFileAt(4))
+        loop.train(CONFIG, tmp_path, steps=6, progress=False, loader=_BrokenFileAt(4))
     assert Checkpoints(tmp_path).steps() == [2, 3]
-    summary = trainer.train(CONFIG, tmp_path, steps=4, progress=False)
+    summary = loop.train(CONFIG, tmp_path, steps=4, progress=False)
     assert summary.start_step == 3 and summary.step == 4
 
 
@@ -293,15 +293,15 @@ def _no_masks(batch, _n):
 
 def test_a_domain_without_instances_warns_in_a_short_run_and_stops_after_an_epoch(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        trainer.train(CONFIG, tmp_path, steps=2, progress=False, loader=_Edited(_no_masks))
+        loop.train(CONFIG, tmp_path, steps=2, progress=False, loader=_Edited(_no_masks))
     assert "domain A and B had no instance mask in 2 batch(es)" in caplog.text
-    epoch = int(trainer.make_loader(CONFIG).batches_per_epoch)
-    with pytest.raises(trainer.TrainingError, match=rf"no instance mask in {epoch} batch\(es\).*after one epoch"):
-        trainer.train(CONFIG, tmp_path, steps=2 + epoch + 1, progress=False, loader=_Edited(_no_masks))
+    epoch = int(loop.make_loader(CONFIG).batches_per_epoch)
+    with pytest.raises(loop.TrainingError, match=rf"no instance mask in {epoch} batch\(es\).*after one epoch"):
+        loop.train(CONFIG, tmp_path, steps=2 + epoch + 1, progress=False, loader=_Edited(_no_masks))
 
 
 def test_sigterm_before_the_first_iteration_ends_is_exit_status_3(tmp_path, monkeypatch, capsys):
-    compiled = trainer.compiled_iteration
+    compiled = loop.compiled_iteration
 
     def signalled_while_compiling(spec, mesh):
         iteration = compiled(spec, mesh)
@@ -311,7 +311,7 @@ def test_sigterm_before_the_first_iteration_ends_is_exit_status_3(tmp_path, monk
             return iteration(state, batch)
         return first
 
-    monkeypatch.setattr(trainer, "compiled_iteration", signalled_while_compiling)
+    monkeypatch.setattr(loop, "compiled_iteration", signalled_while_compiling)
     config_file = tmp_path / "tiny.json"
     config_file.write_text(json.dumps(TINY_RUN))
     argv = ["train", "--config", str(config_file), "--workdir", str(tmp_path / "run"), "--no-progress"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from instagan_jax import pool, training
+from instagan_jax import pool
+from instagan_jax.methods.instagan import step as training
 
 SIZE = 32
 

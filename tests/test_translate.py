@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED, require_shared
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from conftest import SHARED, require_shared
-from instagan_jax import inference
 from instagan_jax.cli import main
 from instagan_jax.data.inputs import detection_entries, folder_entries, layout_entries
+from instagan_jax.methods.instagan import inference
 from instagan_jax.trained import load_trained
 from instagan_jax.translate import check_entries, translate_entries
 

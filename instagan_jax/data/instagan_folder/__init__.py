@@ -1,5 +1,9 @@
 """TFDS builder `instagan_folder`: a reference-layout folder as a TFDS data set (see the builder module)."""
 
-from instagan_jax.data.instagan_folder.instagan_folder_dataset_builder import Builder, FolderConfig, folder_config
+from instagan_jax.data.instagan_folder.instagan_folder_dataset_builder import (
+    Builder,
+    FolderConfig,
+    folder_config,
+)
 
 __all__ = ["Builder", "FolderConfig", "folder_config"]

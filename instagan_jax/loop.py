@@ -1,7 +1,7 @@
 """The training loop behind `instagan train`: data, device mesh, jitted iterations, checkpoints, logs.
 
     from instagan_jax.config import load_config
-    from instagan_jax.trainer import train
+    from instagan_jax.loop import train
     summary = train(load_config("default"), "runs/demo", steps=300)
 
 A workdir holds `config.json`, `checkpoints/<step>/`, `metrics.jsonl`, `tensorboard/` and
@@ -33,11 +33,17 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from instagan_jax import data, training
-from instagan_jax.checkpoint import Checkpoints, free_path, replicated_abstract, saved_steps
+from instagan_jax import data
+from instagan_jax.checkpoint import (
+    Checkpoints,
+    free_path,
+    replicated_abstract,
+    saved_steps,
+)
 from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import Config, DataConfig, differences, validate
-from instagan_jax.models import x64_scope
+from instagan_jax.methods.instagan import step as training
+from instagan_jax.nn.build import x64_scope
 from instagan_jax.trained import location, restore_state
 from instagan_jax.visuals import sample_grid, save_png, write_text
 

@@ -30,16 +30,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from instagan_jax import instances, losses, pool
-from instagan_jax.models import (
-    DTYPES,
-    ModelConfig,
-    SetDiscriminator,
-    SetGenerator,
-    SpectralVector,
-    abstract,
-    create,
-)
+from instagan_jax import pool
+from instagan_jax.methods.instagan import instances, losses
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
+from instagan_jax.nn.losses import LossWeights
+from instagan_jax.nn.modules import SpectralVector
 
 GENERATORS = ("G_A", "G_B")
 DISCRIMINATORS = ("D_A", "D_B")
@@ -79,7 +75,7 @@ class StepSpec:
     ins_max: int = 4
     ins_per: int = 2
     pool_size: int = 50
-    weights: losses.LossWeights = losses.LossWeights()
+    weights: LossWeights = LossWeights()
     schedule: Schedule = Schedule()
     unroll_groups: bool = False  # unrolled: ~5x faster on XLA CPU (convs in a loop body are slow), longer compile
 

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from instagan_jax import instances
-from instagan_jax.losses import merge_masks
-from instagan_jax.models import SetGenerator
+from instagan_jax.methods.instagan import instances
+from instagan_jax.methods.instagan.losses import merge_masks
+from instagan_jax.methods.instagan.networks import SetGenerator
 
 
 class Translation(NamedTuple):

@@ -1,42 +1,11 @@
-"""InstaGAN's losses, computed per sample so that a batch can mask out samples.
-
-Each `*_per_sample` function returns a (B,) array whose plain mean is the reference's loss
-(every sample has the same number of elements); `masked_mean` averages over active samples only.
-"""
+"""InstaGAN's set losses: L1 over an image and its masks together, mask unions, context loss."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 
-
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    """The reference's lambdas (insta_gan_model options)."""
-
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    lambda_idt: float = 1.0
-    lambda_ctx: float = 1.0
-
-
-def _mean_except_batch(x: jax.Array) -> jax.Array:
-    return jnp.mean(x.reshape(x.shape[0], -1), axis=1)
-
-
-def masked_mean(per_sample: jax.Array, active: jax.Array | None = None) -> jax.Array:
-    """Mean of a (B,) loss over the active samples (all if None); 0 when none is active."""
-    if active is None:
-        return jnp.mean(per_sample)
-    total = jnp.sum(jnp.where(active, per_sample, 0.0))
-    return total / jnp.maximum(jnp.sum(active), 1)
-
-
-def lsgan_per_sample(scores: jax.Array, target: float) -> jax.Array:
-    """Least-squares GAN loss: mean (score - target)^2 over each sample's score map."""
-    return _mean_except_batch(jnp.square(scores - target))
+from instagan_jax.nn.losses import lsgan_per_sample, masked_mean, mean_except_batch  # noqa: F401 (InstaGAN's too)
 
 
 def set_l1_per_sample(img_a: jax.Array, masks_a: jax.Array,
@@ -66,4 +35,4 @@ def context_per_sample(real_img: jax.Array, fake_img: jax.Array,
                        real_masks: jax.Array, fake_masks: jax.Array) -> jax.Array:
     """Context-preserving loss: background-weighted mean |real - fake| over H, W and channels."""
     weight = context_weight(real_masks, fake_masks)
-    return _mean_except_batch(weight * jnp.abs(real_img - fake_img))
+    return mean_except_batch(weight * jnp.abs(real_img - fake_img))

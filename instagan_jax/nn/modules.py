@@ -1,0 +1,129 @@
+"""Flax NNX modules shared by the methods: convs, transposed convs, ResNet blocks and the ResNet
+generator's encoder and decoder halves, spectrally normalised convs. Initialisation as the reference."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from instagan_jax.nn import layers
+
+
+class SpectralVector(nnx.Variable):
+    """A spectral-norm power-iteration vector (u or v): state, never trained."""
+
+
+def _normal_init(rngs: nnx.Rngs, shape: tuple[int, ...], std: float = 0.02) -> jax.Array:
+    return std * jax.random.normal(rngs.params(), shape, jnp.float32)
+
+
+def _torch_default_init(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
+
+
+class Conv(nnx.Module):
+    """Conv2d with bias; kernel HWIO, N(0, 0.02) init and zero bias as the reference's generator."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1,
+                 padding: int = 0, pad_mode: str = "zeros", rngs: nnx.Rngs):
+        self.kernel = nnx.Param(_normal_init(rngs, (kernel_size, kernel_size, in_ch, out_ch)))
+        self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
+        self.stride, self.padding, self.pad_mode = stride, padding, pad_mode
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layers.conv2d(x, self.kernel[...], self.bias[...], stride=self.stride,
+                             padding=self.padding, pad_mode=self.pad_mode)
+
+
+class ConvTranspose(nnx.Module):
+    """ConvTranspose2d(k=3, s=2, p=1, output_padding=1): doubles H and W."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(_normal_init(rngs, (3, 3, in_ch, out_ch)))
+        self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layers.conv_transpose2d_s2(x, self.kernel[...], self.bias[...])
+
+
+class ResnetBlock(nnx.Module):
+    """x + IN(conv(relu(IN(conv(x))))) with reflection-padded 3x3 convs."""
+
+    def __init__(self, ch: int, *, rngs: nnx.Rngs):
+        self.conv1 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
+        self.conv2 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = jax.nn.relu(layers.instance_norm(self.conv1(x)))
+        return x + layers.instance_norm(self.conv2(h))
+
+
+class Encoder(nnx.Module):
+    """7x7 stem, two stride-2 downsamplings, `n_blocks` residual blocks: C -> 4*ngf at H/4 x W/4."""
+
+    def __init__(self, in_ch: int, ngf: int, n_blocks: int, *, rngs: nnx.Rngs):
+        self.stem = Conv(in_ch, ngf, 7, padding=3, pad_mode="reflect", rngs=rngs)
+        self.down1 = Conv(ngf, 2 * ngf, 3, stride=2, padding=1, rngs=rngs)
+        self.down2 = Conv(2 * ngf, 4 * ngf, 3, stride=2, padding=1, rngs=rngs)
+        self.blocks = nnx.List([ResnetBlock(4 * ngf, rngs=rngs) for _ in range(n_blocks)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for conv in (self.stem, self.down1, self.down2):
+            x = jax.nn.relu(layers.instance_norm(conv(x)))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Decoder(nnx.Module):
+    """Two stride-2 upsamplings and a 7x7 tanh head: 4*width -> out_ch at 4x the resolution."""
+
+    def __init__(self, width: int, out_ch: int, *, rngs: nnx.Rngs):
+        self.up1 = ConvTranspose(4 * width, 2 * width, rngs=rngs)
+        self.up2 = ConvTranspose(2 * width, width, rngs=rngs)
+        self.head = Conv(width, out_ch, 7, padding=3, pad_mode="reflect", rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jax.nn.relu(layers.instance_norm(self.up1(x)))
+        x = jax.nn.relu(layers.instance_norm(self.up2(x)))
+        return jnp.tanh(self.head(x))
+
+
+class SNConv(nnx.Module):
+    """A spectrally normalised conv with the reference's one-step power iteration per call.
+
+    `sigmas(used)` advances u, v once per True entry of `used` (in order) and returns the sigma each
+    entry sees; `__call__(x, sigma)` is then the conv with weight kernel / sigma. PyTorch's default
+    init (uniform +-1/sqrt(fan_in) for kernel and bias) because the reference's init skips these convs.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, rngs: nnx.Rngs):
+        fan_in = in_ch * 16
+        self.kernel = nnx.Param(_torch_default_init(rngs, (4, 4, in_ch, out_ch), fan_in))
+        self.bias = nnx.Param(_torch_default_init(rngs, (out_ch,), fan_in))
+        self.u = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (out_ch,))))
+        self.v = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (fan_in,))))
+        self.stride = stride
+
+    def sigmas(self, used: jax.Array) -> jax.Array:
+        """Advance u, v once per used entry (K,) and return each entry's sigma (K,)."""
+        kernel = self.kernel[...]
+
+        def step(uv, use):
+            u, v = uv
+            new_u, new_v = layers.power_iteration(kernel, u, v)
+            u, v = jnp.where(use, new_u, u), jnp.where(use, new_v, v)
+            return (u, v), layers.spectral_sigma(kernel, u, v)
+
+        (u, v), sigma = jax.lax.scan(step, (self.u[...], self.v[...]), used)
+        self.u[...], self.v[...] = u, v
+        return sigma
+
+    def __call__(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        """Conv of x with kernel/sigma plus bias; sigma is a scalar or broadcasts against x."""
+        y = layers.conv2d(x, self.kernel[...], stride=self.stride, padding=1)
+        return y / sigma + self.bias[...]
