@@ -16,7 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from instagan_jax.data import FolderSource, PairLoader, ShapesSource, TransformConfig, coco_sources
+from instagan_jax.data import (
+    FolderSource,
+    PairLoader,
+    ShapesSource,
+    TransformConfig,
+    coco_sources,
+)
 from instagan_jax.data.folder import write_folder
 from instagan_jax.data.prepare.shapes import shapes_splits
 from instagan_jax.data.tfds_data import TfdsSource

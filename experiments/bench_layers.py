@@ -25,10 +25,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
-from instagan_jax.nn.build import ModelConfig, create
 from instagan_jax.nn import layers
+from instagan_jax.nn.build import ModelConfig, create
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 WARMUP_CALLS = 2

@@ -15,8 +15,8 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from instagan_jax import loop
-from instagan_jax.methods.instagan import step as training
 from instagan_jax.config import load_config
+from instagan_jax.methods.instagan import step as training
 
 
 def time_iteration(spec: training.StepSpec, batch: dict, repeats: int) -> tuple[float, float]:

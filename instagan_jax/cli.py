@@ -13,7 +13,8 @@ INTERRUPTED = 3  # exit status of `instagan train` stopped by SIGTERM / Ctrl-C (
 
 
 def _parity(args: argparse.Namespace) -> int:
-    from instagan_jax.parity import format_report, run_parity
+    from instagan_jax.parity import run_parity
+    from instagan_jax.parity.common import format_report
 
     notes: list[str] = []
     checks = run_parity(args.fixture, notes)

@@ -18,7 +18,8 @@ from instagan_jax.loop import train
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import ModelConfig, abstract, create, x64_scope
-from instagan_jax.parity import load_fixture, to_nchw, to_nhwc
+from instagan_jax.parity.common import to_nchw, to_nhwc
+from instagan_jax.parity.instagan import load_fixture
 
 REFERENCE_NETWORKS = SHARED / "reference" / "instagan-pytorch" / "models" / "networks.py"
 

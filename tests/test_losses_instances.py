@@ -6,7 +6,8 @@ import pytest
 
 from instagan_jax.methods.instagan import instances, losses
 from instagan_jax.nn.losses import LossWeights
-from instagan_jax.parity import load_fixture, split_set, to_nhwc
+from instagan_jax.parity.common import to_nhwc
+from instagan_jax.parity.instagan import load_fixture, split_set
 
 
 @pytest.fixture(scope="module")

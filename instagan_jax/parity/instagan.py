@@ -31,31 +31,14 @@ from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
 from instagan_jax.nn.losses import LossWeights
-
-DEFAULT_TOLERANCES = {
-    "outputs": ("atol", 1e-4),
-    "losses": ("rtol", 1e-4),
-    "gradients": ("rtol", 1e-3),
-    "updated": ("atol", 1e-6),
-}
-_TOLERANCE_WORDS = {"image": "outputs", "output": "outputs", "loss": "losses",
-                    "gradient": "gradients", "adam": "updated", "updated": "updated"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One comparison of an array of ours with the reference's."""
-
-    name: str
-    kind: str
-    mode: str
-    tolerance: float
-    error: float
-    informational: bool = False  # reported, not pass/fail (float32 values after noise-driven Adam steps)
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.error)) and self.error <= self.tolerance
+from instagan_jax.parity.common import (
+    Check,
+    Checker,
+    keys_under,
+    parse_tolerances,
+    to_nchw,
+    to_nhwc,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,18 +56,6 @@ class Fixture:
     def exact(self) -> bool:
         """Recorded in float64: every value of the whole iteration is comparable, nothing is skipped."""
         return self.config.dtype == "float64"
-
-
-def parse_tolerances(text: str) -> dict[str, tuple[str, float]]:
-    """Read 'atol 1e-4 on images/..., rtol 1e-3 on gradients, ...' into {kind: (mode, value)}."""
-    found = dict(DEFAULT_TOLERANCES)
-    for mode, value, subject in re.findall(r"\b(atol|rtol)\s+([0-9.]+e-?\d+|[0-9.]+)\s+on\s+([^,;(]+)", text):
-        subject = subject.lower()
-        for word, kind in _TOLERANCE_WORDS.items():
-            if word in subject:
-                found[kind] = (mode, float(value))
-                break
-    return found
 
 
 def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[str, np.ndarray]:
@@ -129,16 +100,6 @@ def import_network(fixture: Fixture, name: str) -> nnx.Module:
     return net
 
 
-def to_nhwc(x: np.ndarray) -> jnp.ndarray:
-    """NCHW -> NHWC."""
-    return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
-
-
-def to_nchw(x) -> np.ndarray:
-    """NHWC -> NCHW."""
-    return np.asarray(x).transpose(0, 3, 1, 2)
-
-
 def split_set(x: np.ndarray, image_channels: int):
     """A reference `cat([img, masks])` NCHW tensor -> image (B,H,W,C), masks (B,K,H,W,1)."""
     return to_nhwc(x[:, :image_channels]), jnp.asarray(x[:, image_channels:])[..., None]
@@ -147,64 +108,6 @@ def split_set(x: np.ndarray, image_channels: int):
 def join_set(img, masks) -> np.ndarray:
     """Image (B,H,W,C) and masks (B,K,H,W,1) -> the reference's NCHW `cat([img, masks])`."""
     return np.concatenate([to_nchw(img), np.asarray(masks)[..., 0]], axis=1)
-
-
-def _max_error(mode: str, ours, theirs, scale: float | None = None) -> float:
-    """Largest absolute difference; for rtol divided by `scale` (default: the largest |theirs|)."""
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    if ours.shape != theirs.shape:
-        return float("inf")
-    diff = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
-    if mode == "rtol":
-        return diff / max(float(np.max(np.abs(theirs))) if scale is None else scale, 1e-12)
-    return diff
-
-
-def _keys(fixture: Fixture, prefix: str) -> list[str]:
-    """The fixture's array names under `prefix`, without it."""
-    return [k[len(prefix):] for k in fixture.arrays if k.startswith(prefix)]
-
-
-class _Checker:
-    """Collects checks against the fixture, only for keys the fixture has."""
-
-    def __init__(self, fixture: Fixture):
-        self.fixture = fixture
-        self.checks: list[Check] = []
-        self.notes: list[str] = []
-
-    def add(self, name: str, kind: str, error: float, informational: bool = False) -> None:
-        mode, tolerance = self.fixture.tolerances[kind]
-        self.checks.append(Check(name, kind, mode, tolerance, error, informational))
-
-    def compare(self, key: str, kind: str, ours, name: str | None = None, informational: bool = False) -> None:
-        if key not in self.fixture.arrays:
-            return
-        mode, _ = self.fixture.tolerances[kind]
-        self.add(name or key, kind, _max_error(mode, ours, self.fixture.arrays[key]), informational)
-
-    def compare_many(self, prefix: str, kind: str, ours: Mapping[str, np.ndarray],
-                     skip: frozenset[str] = frozenset(), label: str = "tensors", informational: bool = False,
-                     exempt: Mapping[str, np.ndarray] | None = None, scale: float | None = None) -> None:
-        """One check over every `prefix<key>` array of the fixture (each tensor judged on its own;
-        rtol relative to `scale` when given).
-
-        `exempt[key]`, a boolean array, leaves those elements out of the comparison.
-        """
-        keys = [k for k in _keys(self.fixture, prefix) if k not in skip]
-        if not keys:
-            return
-        mode, _ = self.fixture.tolerances[kind]
-
-        def error(k: str) -> float:
-            if k not in ours:
-                return float("inf")
-            theirs, mine = self.fixture.arrays[prefix + k], np.asarray(ours[k])
-            if exempt is not None and k in exempt and mine.shape == theirs.shape:
-                return _max_error(mode, mine[~exempt[k]], theirs[~exempt[k]], scale)
-            return _max_error(mode, mine, theirs, scale)
-
-        self.add(f"{prefix}* ({len(keys)} {label})", kind, max(error(k) for k in keys), informational)
 
 
 def _selected_sets(fixture: Fixture) -> dict[str, tuple]:
@@ -217,13 +120,13 @@ def _selected_sets(fixture: Fixture) -> dict[str, tuple]:
     return sets
 
 
-def _input_checks(checker: _Checker, sets: dict[str, tuple]) -> None:
+def _input_checks(checker: Checker, sets: dict[str, tuple]) -> None:
     for domain, (_, masks, _) in sets.items():
         checker.compare(f"input/{domain}_segs_selected", "outputs", np.asarray(masks)[..., 0])
         checker.compare(f"input/{domain}_seg_merged", "outputs", to_nchw(losses.merge_masks(masks)))
 
 
-def _round_trip_checks(checker: _Checker, fixture: Fixture) -> None:
+def _round_trip_checks(checker: Checker, fixture: Fixture) -> None:
     """Our state written back in reference layout equals the imported state_dict exactly."""
     for name in ("G_A", "G_B", "D_A", "D_B"):
         ref = _reference_state_dict(fixture.arrays, name)
@@ -233,7 +136,7 @@ def _round_trip_checks(checker: _Checker, fixture: Fixture) -> None:
         checker.checks.append(Check(f"state_dict round trip {name}", "exact", "atol", 0.0, error))
 
 
-def _forward_checks(checker: _Checker, fixture: Fixture, sets: dict[str, tuple]) -> None:
+def _forward_checks(checker: Checker, fixture: Fixture, sets: dict[str, tuple]) -> None:
     """Standalone forwards from the initial weights: G on the full set, D on real and fake sets."""
     c = fixture.config.image_channels
     fakes = {}
@@ -272,7 +175,7 @@ def _stale_union(rec_masks, valid, ins_per: int) -> np.ndarray:
     return to_nchw(losses.merge_masks(jnp.concatenate(kept, axis=1)))
 
 
-def _inference_checks(checker: _Checker, fixture: Fixture, sets: dict[str, tuple]) -> None:
+def _inference_checks(checker: Checker, fixture: Fixture, sets: dict[str, tuple]) -> None:
     """The reference's model.test(): sequential translation of both domains from the initial weights."""
     nets = {name: import_network(fixture, name) for name in ("G_A", "G_B")}
     for src, dst, gen, back in (("A", "B", "G_A", "G_B"), ("B", "A", "G_B", "G_A")):
@@ -325,7 +228,7 @@ def _beyond_drift(ours: np.ndarray, theirs: np.ndarray, init: np.ndarray) -> np.
     return np.maximum(np.abs(ours - theirs) - np.abs(theirs - init), 0.0)
 
 
-def _final_checks(checker: _Checker, fixture: Fixture, final: Mapping[str, Mapping[str, np.ndarray]],
+def _final_checks(checker: Checker, fixture: Fixture, final: Mapping[str, Mapping[str, np.ndarray]],
                   informational: bool) -> None:
     """Values after the iteration, and the float64 checksums [sum, abs_sum, l2, abs_max] of every
     state tensor, each scaled to a per-element error (n, n, sqrt(n), 1) and judged as Adam updates.
@@ -367,7 +270,7 @@ def _group(tree, index: int):
 
 def _gradient_scale(fixture: Fixture, prefix: str) -> float:
     """The largest reference gradient of one network at one step (the fixture's tensors under `prefix`)."""
-    return max(float(np.max(np.abs(fixture.arrays[prefix + k]))) for k in _keys(fixture, prefix))
+    return max(float(np.max(np.abs(fixture.arrays[prefix + k]))) for k in keys_under(fixture.arrays, prefix))
 
 
 def _below_noise_floor(fixture: Fixture, prefix: str) -> dict[str, np.ndarray]:
@@ -378,7 +281,7 @@ def _below_noise_floor(fixture: Fixture, prefix: str) -> dict[str, np.ndarray]:
     """
     _, rtol = fixture.tolerances["gradients"]
     floor = rtol * _gradient_scale(fixture, prefix)
-    return {k: np.abs(fixture.arrays[prefix + k]) <= floor for k in _keys(fixture, prefix)}
+    return {k: np.abs(fixture.arrays[prefix + k]) <= floor for k in keys_under(fixture.arrays, prefix)}
 
 
 # The real image each step-0 generator call of the reference is compared with by an L1 term, in call
@@ -412,7 +315,7 @@ INFORMATIONAL_WHY = (
     "by element. The float64 fixture checks the whole iteration.")
 
 
-def _training_checks(checker: _Checker, fixture: Fixture) -> None:
+def _training_checks(checker: Checker, fixture: Fixture) -> None:
     """One training iteration from the initial weights: every sub-step (group) on its own, then the
     whole jitted iteration (final values, checksums and visuals).
 
@@ -464,7 +367,7 @@ def _training_checks(checker: _Checker, fixture: Fixture) -> None:
         for opt, nets in (("opt_G", training.GENERATORS), ("opt_D", training.DISCRIMINATORS)):
             for net in nets:
                 grad_prefix = f"{root}{opt}/grad/{net}/"
-                if not _keys(fixture, grad_prefix):
+                if not keys_under(fixture.arrays, grad_prefix):
                     continue
                 tied = ties > 0 and opt == "opt_G"
                 checker.compare_many(grad_prefix, "gradients", grads[net], informational=info or tied,
@@ -503,7 +406,7 @@ def _training_checks(checker: _Checker, fixture: Fixture) -> None:
 def run_parity(path: str | Path, notes: list[str] | None = None) -> list[Check]:
     """Every check of the fixture that this version of the library covers (remarks go to `notes`)."""
     fixture = load_fixture(path)
-    checker = _Checker(fixture)
+    checker = Checker(fixture.arrays, fixture.tolerances)
     with x64_scope(fixture.config.dtype):
         sets = _selected_sets(fixture)
         _input_checks(checker, sets)
@@ -517,23 +420,3 @@ def run_parity(path: str | Path, notes: list[str] | None = None) -> list[Check]:
     return checker.checks
 
 
-def format_report(checks: list[Check], notes: list[str] | tuple[str, ...] = ()) -> str:
-    """A table of checks, the notes, and the closing `parity: P/N checks within tolerance` line
-    (informational comparisons are listed with result `info` and not counted)."""
-    width = max(len(c.name) for c in checks)
-    lines = [f"{'check':<{width}}  {'kind':<9} {'max error':>11}  {'tolerance':>14}  result",
-             "-" * (width + 50)]
-    for c in checks:
-        result = "info" if c.informational else ("ok" if c.passed else "FAIL")
-        lines.append(f"{c.name:<{width}}  {c.kind:<9} {c.error:>11.3e}  {c.mode} {c.tolerance:>9.1e}  {result}")
-    judged = [c for c in checks if not c.informational]
-    by_kind: dict[str, float] = {}
-    for c in judged:
-        by_kind[c.kind] = max(by_kind.get(c.kind, 0.0), c.error)
-    lines.append("largest error per kind: " + ", ".join(f"{k} {v:.3e}" for k, v in by_kind.items()))
-    lines.extend(f"note: {note}" for note in notes)
-    if len(judged) < len(checks):
-        lines.append(f"{len(checks) - len(judged)} informational comparison(s), not counted (see the notes)")
-    passed = sum(c.passed for c in judged)
-    lines.append(f"parity: {passed}/{len(judged)} checks within tolerance")
-    return "\n".join(lines)
