@@ -12,6 +12,9 @@ from flax import nnx
 from instagan_jax.nn import layers
 
 
+BATCH_NORM_MOMENTUM = 0.1
+
+
 class SpectralVector(nnx.Variable):
     """A spectral-norm power-iteration vector (u or v): state, never trained."""
 
@@ -101,10 +104,10 @@ class SNConv(nnx.Module):
     init (uniform +-1/sqrt(fan_in) for kernel and bias) because the reference's init skips these convs.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, *, stride: int, rngs: nnx.Rngs):
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, bias: bool = True, rngs: nnx.Rngs):
         fan_in = in_ch * 16
         self.kernel = nnx.Param(_torch_default_init(rngs, (4, 4, in_ch, out_ch), fan_in))
-        self.bias = nnx.Param(_torch_default_init(rngs, (out_ch,), fan_in))
+        self.bias = nnx.Param(_torch_default_init(rngs, (out_ch,), fan_in)) if bias else None
         self.u = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (out_ch,))))
         self.v = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (fan_in,))))
         self.stride = stride
@@ -125,5 +128,35 @@ class SNConv(nnx.Module):
 
     def __call__(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
         """Conv of x with kernel/sigma plus bias; sigma is a scalar or broadcasts against x."""
-        y = layers.conv2d(x, self.kernel[...], stride=self.stride, padding=1)
-        return y / sigma + self.bias[...]
+        y = layers.conv2d(x, self.kernel[...], stride=self.stride, padding=1) / sigma
+        return y if self.bias is None else y + self.bias[...]
+
+    def step(self, x: jax.Array) -> jax.Array:
+        """One call of the reference's `SpectralNorm(conv)`: advance u, v once, then convolve."""
+        return self(x, self.sigmas(jnp.ones((1,), bool))[0])
+
+
+class BatchNorm(nnx.Module):
+    """`BatchNorm2d` (affine, eps 1e-5, momentum 0.1) on NHWC, with the reference's N(1, 0.02) scale init.
+
+    `train=True`: normalise with the batch's mean and biased variance, and move the running mean and
+    (unbiased) variance 0.1 of the way towards them, as PyTorch does; `train=False`: use the running ones.
+    """
+
+    def __init__(self, ch: int, *, rngs: nnx.Rngs):
+        self.scale = nnx.Param(1.0 + _normal_init(rngs, (ch,)))
+        self.bias = nnx.Param(jnp.zeros((ch,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((ch,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((ch,), jnp.float32))
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if train:
+            mean = jnp.mean(x, axis=(0, 1, 2))
+            var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+            n = x.size // x.shape[-1]
+            self.mean[...] = (1 - BATCH_NORM_MOMENTUM) * self.mean[...] + BATCH_NORM_MOMENTUM * mean
+            self.var[...] = ((1 - BATCH_NORM_MOMENTUM) * self.var[...]
+                             + BATCH_NORM_MOMENTUM * var * n / max(n - 1, 1))
+        else:
+            mean, var = self.mean[...], self.var[...]
+        return (x - mean) * jax.lax.rsqrt(var + layers.INSTANCE_NORM_EPS) * self.scale[...] + self.bias[...]
