@@ -12,18 +12,17 @@ import dataclasses
 import time
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
 
-from instagan_jax import loop
+from instagan_jax import loop, methods
 from instagan_jax.config import load_config
 from instagan_jax.methods.instagan import step as training
 
 
 def time_iteration(spec: training.StepSpec, batch: dict, repeats: int) -> tuple[float, float]:
-    mesh = loop.make_mesh()
-    iteration = loop.compiled_iteration(spec, mesh)
-    state = jax.device_put(training.init_state(spec), NamedSharding(mesh, PartitionSpec()))
-    batch = loop.to_global(batch, NamedSharding(mesh, PartitionSpec("data")))
+    placement = loop.make_placement()
+    iteration = loop.compiled_step(methods.get("instagan"), spec, placement)
+    state = jax.device_put(training.init_state(spec), placement.replicated)
+    batch = loop.to_global(batch, loop.BATCH_KEYS["sets"], placement.sharded)
     start = time.perf_counter()
     state, _, _ = iteration(state, batch)
     jax.block_until_ready(state)

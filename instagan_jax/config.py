@@ -2,9 +2,9 @@
 
     config = load_config("default", ["train.batch_size=4", "model.ngf=32"])
 
-A config has six sections (model, loss, data, train, log, and a name); unknown keys, values of the
-wrong type (checked against the dataclass fields' annotations) and values out of range are errors that
-name the key and the value, so a typo never silently falls back to a default or fails deep in training.
+A config names its method (`instagan`, `cyclegan`, `pix2pix`) and has five sections (model, loss, data,
+train, log) and a name; unknown keys, values of the wrong type (checked against the dataclass fields'
+annotations) and values out of range are errors that name the key and the value, so a typo never silently falls back to a default or fails deep in training.
 An override that changes `data.kind` drops the config file's `data.options` (they belong to the old kind).
 """
 
@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from instagan_jax.methods import NAMES as METHOD_NAMES
 from instagan_jax.nn.build import ModelConfig
 from instagan_jax.nn.losses import LossWeights
 
@@ -75,6 +76,7 @@ class Config:
     """A whole run."""
 
     name: str = "default"
+    method: str = "instagan"  # instagan | cyclegan | pix2pix (instagan_jax.methods)
     model: ModelConfig = ModelConfig()
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
@@ -175,6 +177,8 @@ def _out_of_range(key: str, value: Any) -> str | None:
 
 def validate(config: Config) -> None:
     """Raise ValueError naming the first key whose value is out of range (types are checked on building)."""
+    if config.method not in METHOD_NAMES:
+        raise ValueError(f"config key method: expected one of {', '.join(METHOD_NAMES)}, got {config.method!r}")
     sections = [(s.name, getattr(config, s.name)) for s in dataclasses.fields(config)]
     for prefix, section in sections:
         for field in dataclasses.fields(section) if dataclasses.is_dataclass(section) else ():

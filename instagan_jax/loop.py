@@ -27,13 +27,13 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from instagan_jax import data
+from instagan_jax import data, methods, optim
 from instagan_jax.checkpoint import (
     Checkpoints,
     free_path,
@@ -42,13 +42,20 @@ from instagan_jax.checkpoint import (
 )
 from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import Config, DataConfig, differences, validate
-from instagan_jax.methods.instagan import step as training
 from instagan_jax.nn.build import x64_scope
 from instagan_jax.trained import location, restore_state
 from instagan_jax.visuals import sample_grid, save_png, write_text
 
 log = logging.getLogger(__name__)
-BATCH_KEYS = tuple(f"{kind}_{d}" for d in ("A", "B") for kind in ("img", "masks", "valid"))
+# The arrays of a loader batch that each kind of method data trains on (methods.DATA_KINDS).
+BATCH_KEYS = {
+    "sets": tuple(f"{kind}_{d}" for d in ("A", "B") for kind in ("img", "masks", "valid")),
+    "images": ("img_A", "img_B"),
+    "paired": ("img_A", "img_B"),
+}
+# Train-state fields that `init_from` starts afresh; every other field holds the networks.
+TRAINING_FIELDS = ("step", "opt", "pools", "rng")
+PROGRESS_LOSSES = ("G", "D", "D_A", "D_B")  # shown beside the progress bar when a method reports them
 
 
 class TrainingError(RuntimeError):
@@ -68,37 +75,35 @@ class TrainSummary:
     iterations_per_second: float  # after the first (compiling) iteration of this call
 
 
-def make_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over all devices (all hosts), axis 'data'."""
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+class Placement(NamedTuple):
+    """The device mesh and the two ways arrays lie on it, declared once per run."""
+
+    mesh: jax.sharding.Mesh
+    replicated: NamedSharding  # the train state
+    sharded: NamedSharding  # batches: split over 'data'
+
+
+def make_placement() -> Placement:
+    """A 1-D mesh over all devices (all hosts), axis 'data': state replicated, batch split."""
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    return Placement(mesh, NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data")))
 
 
 @functools.lru_cache(maxsize=8)
-def compiled_iteration(spec: training.StepSpec, mesh: jax.sharding.Mesh) -> Callable:
-    """The jitted iteration: state replicated, batch sharded over 'data'; visuals of sample 0 only."""
-    replicated = NamedSharding(mesh, PartitionSpec())
-    sharded = NamedSharding(mesh, PartitionSpec("data"))
+def compiled_step(method: methods.Method, spec: Any, placement: Placement) -> Callable:
+    """The method's train step, jitted: state replicated, batch sharded; visuals of sample 0 only."""
 
-    def iteration(state, batch):
-        state, metrics, visuals = training.train_iteration(spec, state, batch)
+    def step(state, batch):
+        state, metrics, visuals = method.train_step(spec, state, batch)
         return state, metrics, jax.tree.map(lambda x: x[:1], visuals)
 
-    return jax.jit(iteration, in_shardings=(replicated, sharded), out_shardings=replicated,
-                   donate_argnums=0)
+    return jax.jit(step, in_shardings=(placement.replicated, placement.sharded),
+                   out_shardings=placement.replicated, donate_argnums=0)
 
 
-def step_spec(config: Config, iters_per_epoch: float) -> training.StepSpec:
-    """The static description of an iteration for a config."""
-    t = config.train
-    if config.data.crop_size is None:
-        raise ValueError("data.crop_size must be set: training needs one image size, e.g. [200, 200]")
-    height, width = config.data.crop_size
-    schedule = training.Schedule(lr=t.lr, beta1=t.beta1, beta2=t.beta2, eps=t.eps, niter=t.niter,
-                                 niter_decay=t.niter_decay, epoch_count=t.epoch_count,
-                                 iters_per_epoch=float(iters_per_epoch))
-    unroll = jax.default_backend() == "cpu" if t.unroll_groups == "auto" else t.unroll_groups
-    return training.StepSpec(config.model, height, width, ins_max=t.ins_max, ins_per=t.ins_per,
-                             pool_size=t.pool_size, weights=config.loss, schedule=schedule, unroll_groups=unroll)
+def step_spec(config: Config, iters_per_epoch: float) -> Any:
+    """The static description of an iteration for a config, by its method."""
+    return methods.get(config.method).make_spec(config, iters_per_epoch)
 
 
 def open_data(d: DataConfig) -> tuple[data.RecordSource, data.RecordSource]:
@@ -110,31 +115,35 @@ def open_data(d: DataConfig) -> tuple[data.RecordSource, data.RecordSource]:
 
 
 def make_loader(config: Config) -> data.PairLoader:
-    """This process's shard of the config's data, batch = global batch / number of processes."""
+    """This process's shard of the config's data, batch = global batch / number of processes (masks
+    only for a method that uses them)."""
     d, t = config.data, config.train
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
     source_a, source_b = open_data(d)
-    transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=t.ins_max)
+    ins_max = t.ins_max if methods.get(config.method).data == "sets" else 0
+    transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=ins_max)
     return data.PairLoader(source_a, source_b, batch_size=t.batch_size // jax.process_count(),
                            transform=transform, seed=t.seed, num_threads=d.num_threads,
                            num_workers=d.num_workers, skip_bad=d.skip_bad,
                            shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """This process's part of the batch -> global arrays sharded over 'data'."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in BATCH_KEYS}
+def to_global(batch: dict[str, np.ndarray], keys: tuple[str, ...], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """This process's part of the batch (its arrays `keys`) -> global arrays sharded over 'data'."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in keys}
 
 
 def check_finite(metrics: dict[str, np.ndarray], step: int) -> None:
-    """Raise TrainingError naming the step, loss term and mask group of a NaN or inf loss."""
+    """Raise TrainingError naming the step, loss term (and mask group, for per-group terms) of a NaN or inf loss."""
     for name, values in metrics.items():
         if name.startswith("ran_"):
             continue
+        values = np.atleast_1d(values)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            raise TrainingError(f"iteration {step}: loss {name} is {values[bad[0]]} (mask group {bad[0]})")
+            where = f" (mask group {bad[0]})" if values.size > 1 else ""
+            raise TrainingError(f"iteration {step}: loss {name} is {values[bad[0]]}{where}")
 
 
 @contextlib.contextmanager
@@ -277,34 +286,40 @@ def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> i
     return math.ceil((config.train.niter + config.train.niter_decay) * iters_per_epoch)
 
 
-def initial_networks(init_from: str | Path, config: Config) -> tuple[dict, dict, Path]:
-    """(params, spectral vectors, checkpoint folder) of a run's newest checkpoint or of one checkpoint
-    folder, for `train(init_from=...)`, on this process's first device; ValueError naming the model
+def initial_networks(init_from: str | Path, config: Config) -> tuple[Any, Path]:
+    """(train state, checkpoint folder) of a run's newest checkpoint or of one checkpoint folder, for
+    `train(init_from=...)`, on this process's first device; ValueError naming the method or model
     keys in which its config differs."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     source, _, state, folder = restore_state(**location(init_from), sharding=device)
-    diff = differences(source.to_dict()["model"], config.to_dict()["model"], "model.")
+    keys = ("method", "model")
+    diff = differences({k: source.to_dict()[k] for k in keys}, {k: config.to_dict()[k] for k in keys})
     if diff:
         lines = "; ".join(f"{key}: {a!r} there, {b!r} here" for key, (a, b) in diff.items())
         raise ValueError(f"--init-from {folder}: its model differs from this run's config ({lines}); "
-                         "use the same model section")
-    return state.params, state.spectral, folder
+                         "use the same method and model section")
+    return state, folder
 
 
-def _restore_or_init(checkpoints: Checkpoints, spec: training.StepSpec, config: Config,
-                     mesh: jax.sharding.Mesh, loader: data.PairLoader,
-                     initial: tuple[dict, dict, Path] | None = None) -> tuple[training.TrainState, int]:
+def with_networks(state: Any, source: Any) -> Any:
+    """`state` with the networks of `source` (every field but TRAINING_FIELDS)."""
+    return state.replace(**{f.name: getattr(source, f.name) for f in dataclasses.fields(state)
+                            if f.name not in TRAINING_FIELDS})
+
+
+def _restore_or_init(checkpoints: Checkpoints, method: methods.Method, spec: Any, config: Config,
+                     placement: Placement, loader: data.PairLoader, initial: Any = None) -> tuple[Any, int]:
     """The newest checkpoint's state (and loader position); else a state at iteration 0 around the
-    `initial` networks (Adam, pools fresh), or a fresh one."""
-    replicated = NamedSharding(mesh, PartitionSpec())
+    networks of the `initial` state (Adam, pools fresh), or a fresh one."""
 
-    def fresh() -> training.TrainState:
-        return training.init_state(spec, config.train.seed)
+    def fresh():
+        return method.init_state(spec, config.train.seed)
 
-    restored = checkpoints.restore_latest(replicated_abstract(jax.eval_shape(fresh), replicated), config.to_dict())
+    abstract = replicated_abstract(jax.eval_shape(fresh), placement.replicated)
+    restored = checkpoints.restore_latest(abstract, config.to_dict())
     if restored is None:
-        state = fresh() if initial is None else training.state_from_params(spec, *initial[:2], config.train.seed)
-        return jax.device_put(state, replicated), 0
+        state = fresh() if initial is None else with_networks(fresh(), initial)
+        return jax.device_put(state, placement.replicated), 0
     start, state, data_state = restored
     if data_state:  # empty in a checkpoint converted from the reference: the data start from the beginning
         loader.set_state(data_state)
@@ -334,11 +349,12 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         jax.distributed.initialize(**(cluster_settings() if cluster is None else cluster))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh()
-    if config.train.batch_size % mesh.size:
-        raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {mesh.size} devices")
+    placement = make_placement()
+    if config.train.batch_size % placement.mesh.size:
+        raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {placement.mesh.size} devices")
     config_dict = config.to_dict()
-    step_spec(config, 1.0)  # image size and mask groups checked before the data is opened
+    method = methods.get(config.method)
+    method.make_spec(config, 1.0)  # image size and mask groups checked before the data is opened
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
@@ -346,28 +362,27 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         if init_from is not None and saved_steps(workdir):
             print(f"{workdir} has checkpoints: resuming, --init-from {init_from} is ignored")
         elif init_from is not None:
-            initial = initial_networks(init_from, config)
-            print(f"starting from the networks of {initial[2]} (Adam, image pools and iteration count afresh)")
+            initial, folder = initial_networks(init_from, config)
+            print(f"starting from the networks of {folder} (Adam, image pools and iteration count afresh)")
         loader = loader or make_loader(config)
         cleanup.callback(loader.close)
-        spec = step_spec(config, loader.batches_per_epoch)
+        spec = method.make_spec(config, loader.batches_per_epoch)
         total = _total_steps(config, steps, loader.batches_per_epoch)
         checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
         cleanup.callback(checkpoints.close)
         resumed = bool(checkpoints.steps())
-        state, start = _restore_or_init(checkpoints, spec, config, mesh, loader, initial)
+        state, start = _restore_or_init(checkpoints, method, spec, config, placement, loader, initial)
         logs = _Logs(workdir, start, resumed)
         cleanup.callback(logs.close)
         if jax.process_index() == 0:
             _write_json(workdir / "config.json", config_dict)
         if start >= total:
             print(f"nothing to do: the workdir is at iteration {start} of {total} (raise --steps to go on)")
-        iteration = compiled_iteration(spec, mesh)
-        sharded = NamedSharding(mesh, PartitionSpec("data"))
+        train_step = compiled_step(method, spec, placement)
         bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not progress or jax.process_index())
         cleanup.callback(bar.close)
         step, checkpoint, sample, visuals, bad_data = start, None, None, None, None
-        instances = InstanceCount(loader.batches_per_epoch)
+        instances = InstanceCount(loader.batches_per_epoch) if method.data == "sets" else None
         timer = None  # (time, step) after the first iteration of this call, so compile time is excluded
         while step < total and not stop["signal"]:
             try:
@@ -375,20 +390,22 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             except data.DataError as err:
                 bad_data = err
                 break
-            instances.add(batch)
-            state, metrics, visuals = iteration(state, to_global(batch, sharded))
+            if instances is not None:
+                instances.add(batch)
+            state, metrics, visuals = train_step(state, to_global(batch, BATCH_KEYS[method.data], placement.sharded))
             metrics = jax.device_get(metrics)
             step += 1
             timer = timer or (time.perf_counter(), step)
             check_finite(metrics, step)
-            instances.check()
+            if instances is not None:
+                instances.check()
             if step % config.log.log_every == 0 or step == total:
-                scalars = training.summarize(metrics)
-                lr = float(spec.schedule.lr_at(step - 1))
+                scalars = method.summarize(metrics)
+                lr = float(optim.learning_rate(config.train, loader.batches_per_epoch, step - 1))
                 logs.write(step, {**scalars, "train/lr": lr, "train/skipped_records": loader.skips.count})
-                bar.set_postfix({k: f"{scalars[k]:.3f}" for k in ("G", "D_A", "D_B")}, refresh=False)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k in PROGRESS_LOSSES}, refresh=False)
             if step % config.log.sample_every == 0:
-                sample = _save_sample(workdir, step, visuals)
+                sample = _save_sample(workdir, step, method.visual_rows(visuals))
             if step % config.log.checkpoint_every == 0:
                 checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
             bar.update(1)
@@ -397,7 +414,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         if step > start or not checkpoints.steps():
             checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
         if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
-            sample = _save_sample(workdir, step, visuals)
+            sample = _save_sample(workdir, step, method.visual_rows(visuals))
         if bad_data is not None:
             saved = f"checkpoint {checkpoint} saved; " if checkpoint is not None else ""
             raise data.DataError(f"{bad_data} (stopped after iteration {step}; {saved}fix or remove the file, or "
@@ -405,15 +422,16 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         if stop["signal"]:
             print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
                   "Run the same command again to resume.")
-        instances.warn_if_empty()
+        if instances is not None:
+            instances.warn_if_empty()
     rate = (step - timer[1]) / (time.perf_counter() - timer[0]) if timer and step > timer[1] else 0.0
     return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate)
 
 
-def _save_sample(workdir: Path, step: int, visuals: Any) -> Path | None:
+def _save_sample(workdir: Path, step: int, rows: dict) -> Path | None:
     if jax.process_index() != 0:
         return None
-    return save_png(sample_grid(jax.device_get(visuals)), workdir / "samples" / f"step_{step:07d}.png")
+    return save_png(sample_grid(jax.device_get(rows)), workdir / "samples" / f"step_{step:07d}.png")
 
 
 def _write_json(path: Path, values: dict) -> None:

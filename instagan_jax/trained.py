@@ -17,26 +17,27 @@ from pathlib import Path
 import jax
 from flax import nnx
 
+from instagan_jax import methods
 from instagan_jax.checkpoint import Checkpoints, replicated_abstract
 from instagan_jax.config import Config, config_from_dict, with_defaults
-from instagan_jax.methods.instagan import step as training
-from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
-from instagan_jax.nn.build import abstract, x64_scope
+from instagan_jax.nn.build import x64_scope
 
 DIRECTIONS = {"AtoB": ("G_A", "G_B"), "BtoA": ("G_B", "G_A")}  # (forward, backward) generator names
 
 
 @dataclasses.dataclass
 class TrainedModel:
-    """A run's four networks at one checkpoint, with the run's config."""
+    """A run's networks at one checkpoint, with the run's config (and so its method)."""
 
     config: Config
     step: int
     checkpoint: Path  # the checkpoint folder read
-    networks: dict[str, nnx.Module]  # G_A (A -> B), G_B (B -> A), D_A (scores domain B), D_B (scores A)
+    networks: dict[str, nnx.Module]  # InstaGAN, CycleGAN: G_A (A -> B), G_B (B -> A), D_A, D_B; pix2pix: G, D
 
-    def generators(self, direction: str) -> tuple[SetGenerator, SetGenerator]:
-        """(forward, backward) generators of 'AtoB' or 'BtoA'."""
+    def generators(self, direction: str) -> tuple[nnx.Module, nnx.Module]:
+        """(forward, backward) generators of 'AtoB' or 'BtoA' (of a method with both directions)."""
+        if "G_A" not in self.networks:
+            raise ValueError(f"a {self.config.method} run has one direction (A -> B): its generator is networks['G']")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
         forward, backward = DIRECTIONS[direction]
@@ -87,14 +88,11 @@ def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | No
             raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
         saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
         config = config_from_dict(with_defaults(saved))
-        from instagan_jax.loop import (
-            step_spec,  # here: the trainer imports this module (--init-from)
-        )
-
-        spec = step_spec(config, 1.0)
+        method = methods.get(config.method)
+        spec = method.make_spec(config, 1.0)
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
         with x64_scope(config.model.dtype):
-            abstract = replicated_abstract(jax.eval_shape(lambda: training.init_state(spec)), sharding)
+            abstract = replicated_abstract(jax.eval_shape(lambda: method.init_state(spec, 0)), sharding)
             if step is None:
                 step, state, _ = checkpoints.restore_latest(abstract)
             else:
@@ -104,15 +102,11 @@ def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | No
     return config, int(step), state, checkpoints.directory / str(step)
 
 
-def networks_from_state(config: Config, state: training.TrainState) -> dict[str, nnx.Module]:
-    """The four modules of a train state (G_A, G_B, D_A, D_B), spectral vectors included."""
-    modules = {}
+def networks_from_state(config: Config, state) -> dict[str, nnx.Module]:
+    """The modules of a train state by name (all their variables: spectral vectors, batch statistics)."""
+    method = methods.get(config.method)
     with x64_scope(config.model.dtype):
-        for name in training.GENERATORS + training.DISCRIMINATORS:
-            module = abstract(SetGenerator if name in training.GENERATORS else SetDiscriminator, config.model)
-            nnx.update(module, state.params[name], state.spectral.get(name, nnx.State({})))
-            modules[name] = module
-    return modules
+        return method.modules(method.make_spec(config, 1.0), state)
 
 
 def load_trained(workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> TrainedModel:

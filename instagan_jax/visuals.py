@@ -1,18 +1,15 @@
-"""PNG sample grids like the reference's visuals: per direction, real / translated / reconstructed
-image, then the real / translated / reconstructed union of the masks (first sample of the batch),
-under a header strip that names the columns, beside a strip that names the direction of each row."""
+"""PNG sample grids like the reference's visuals: one row per direction of a method, its images side
+by side (one sample of the batch), under a header strip that names the columns, beside a strip that
+names each row."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-COLUMNS = ("real_img", "fake_img", "rec_img", "real_union", "fake_union", "rec_union")
-COLUMN_LABELS = ("real\nimage", "fake\nimage", "rec\nimage", "real\nmasks", "fake\nmasks", "rec\nmasks")
-ROW_LABELS = {"A": "A->B", "B": "B->A"}  # training's direction keys; other keys are shown as they are
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -39,18 +36,18 @@ def join_tiles(tiles: list[np.ndarray], axis: int = 1, gap: int = 2) -> np.ndarr
     return np.concatenate([t for tile in tiles for t in (tile, spacer)][:-1], axis=axis)
 
 
-def sample_grid(visuals_by_direction: dict, sample: int = 0, gap: int = 2) -> np.ndarray:
-    """One row per direction (A->B, then B->A), the six COLUMNS side by side, `gap` white pixels apart,
-    with the column labels (COLUMN_LABELS) above and the direction (ROW_LABELS) to the left."""
-    rows = [[to_uint8(np.asarray(getattr(visuals, name))[sample]) for name in COLUMNS]
-            for visuals in visuals_by_direction.values()]
+def sample_grid(rows_by_label: Mapping[str, Mapping[str, np.ndarray]], sample: int = 0, gap: int = 2) -> np.ndarray:
+    """A labelled grid: one row per entry of `rows_by_label` ({column label: (B,H,W,C) images in
+    [-1, 1]}, the same columns in every row), sample `sample` of each, `gap` white pixels apart."""
+    rows = [[to_uint8(np.asarray(images)[sample]) for images in row.values()] for row in rows_by_label.values()]
+    column_labels = list(next(iter(rows_by_label.values())))
     height, width = rows[0][0].shape[:2]
     font = ImageFont.load_default(size=max(8, min(16, width // 6)))
-    names = [ROW_LABELS.get(key, str(key)) for key in visuals_by_direction]
+    names = list(rows_by_label)
     side = int(max(font.getlength(name) for name in names)) + 6
     header_height = 2 * int(font.size) + 6
     header = [_text_tile("", header_height, side, font)] + [_text_tile(label, header_height, width, font)
-                                                       for label in COLUMN_LABELS]
+                                                       for label in column_labels]
     labelled = [[_text_tile(name, height, side, font)] + row for name, row in zip(names, rows)]
     return join_tiles([join_tiles(row, 1, gap) for row in [header] + labelled], 0, gap)
 

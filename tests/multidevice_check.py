@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from instagan_jax import loop
+from instagan_jax import loop, methods
+from instagan_jax.config import TrainConfig
 from instagan_jax.methods.instagan import step as training
 from instagan_jax.nn.build import ModelConfig
 
@@ -41,15 +42,14 @@ def batches(n: int):
         yield batch
 
 
-def run(mesh: Mesh, spec: training.StepSpec):
+def run(placement: loop.Placement, spec: training.StepSpec):
     """Final state, first iteration's metrics and last iteration's metrics of three iterations."""
-    state = jax.device_put(training.init_state(spec, seed=0), NamedSharding(mesh, PartitionSpec()))
-    iteration = loop.compiled_iteration(spec, mesh)
-    sharded = NamedSharding(mesh, PartitionSpec("data"))
+    state = jax.device_put(training.init_state(spec, seed=0), placement.replicated)
+    iteration = loop.compiled_step(methods.get("instagan"), spec, placement)
     history = []
     for batch in batches(3):
-        global_batch = loop.to_global(batch, sharded)
-        assert len(global_batch["img_A"].sharding.device_set) == mesh.size
+        global_batch = loop.to_global(batch, loop.BATCH_KEYS["sets"], placement.sharded)
+        assert len(global_batch["img_A"].sharding.device_set) == placement.mesh.size
         state, metrics, _ = iteration(state, global_batch)
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history[0], history[-1]
@@ -58,9 +58,12 @@ def run(mesh: Mesh, spec: training.StepSpec):
 def main() -> int:
     assert jax.device_count() == 8, f"expected 8 fake devices, got {jax.device_count()}"
     assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
-    spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE, ins_max=2, ins_per=1, pool_size=4)
-    many, first_many, metrics_many = run(loop.make_mesh(), spec)
-    one, first_one, metrics_one = run(Mesh(np.array(jax.devices()[:1]), ("data",)), spec)
+    spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE,
+                             train=TrainConfig(ins_max=2, ins_per=1, pool_size=4))
+    many, first_many, metrics_many = run(loop.make_placement(), spec)
+    one_device = Mesh(np.array(jax.devices()[:1]), ("data",))
+    one, first_one, metrics_one = run(loop.Placement(one_device, NamedSharding(one_device, PartitionSpec()),
+                                                     NamedSharding(one_device, PartitionSpec("data"))), spec)
     losses = [k for k in first_one if not k.startswith("ran_")]
     diffs = {}
     for part in ("params", "spectral", "opt", "pools"):
@@ -72,7 +75,7 @@ def main() -> int:
                       for k in losses)
     same_flags = all(np.array_equal(metrics_many[k], metrics_one[k]) for k in metrics_one if k.startswith("ran_"))
     print(json.dumps({"devices": jax.device_count(), "step": int(many.step), "adam_steps": 3 * spec.n_groups,
-                      "lr": spec.schedule.lr, "first_group_loss_rel_diff": first_group,
+                      "lr": spec.train.lr, "first_group_loss_rel_diff": first_group,
                       "same_run_flags": same_flags, "max_abs_diff": diffs}))
     return 0
 

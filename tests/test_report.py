@@ -8,19 +8,19 @@ import shutil
 import numpy as np
 
 from instagan_jax import cli, evaluate, report
-from instagan_jax.methods.instagan.step import Visuals
-from instagan_jax.visuals import COLUMNS, sample_grid
+from instagan_jax.methods.instagan.step import VISUAL_COLUMNS, Visuals, visual_rows
+from instagan_jax.visuals import sample_grid
 
 
 def test_sample_grid_has_a_labelled_header_and_row_labels():
     rng = np.random.default_rng(0)
     size, gap = 32, 2
-    tiles = {name: rng.uniform(-1, 1, (2, size, size, 1 if "union" in name else 3)) for name in COLUMNS}
+    tiles = {name: rng.uniform(-1, 1, (2, size, size, 1 if "union" in name else 3)) for name in VISUAL_COLUMNS}
     visuals = Visuals(**tiles, rec_masks=None)
-    grid = sample_grid({"A": visuals, "B": visuals}, sample=1, gap=gap)
+    grid = sample_grid(visual_rows({"A": visuals, "B": visuals}), sample=1, gap=gap)
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
     header = grid.shape[0] - 2 * size - 2 * gap  # header strip height
-    side = grid.shape[1] - len(COLUMNS) * (size + gap)  # row-label strip width
+    side = grid.shape[1] - len(VISUAL_COLUMNS) * (size + gap)  # row-label strip width
     assert header > 10 and side > 10
     first_tile = grid[header + gap:header + gap + size, side + gap:side + gap + size]
     expected = ((np.clip(tiles["real_img"][1], -1, 1) + 1) / 2 * 255).astype(np.uint8)

@@ -301,17 +301,17 @@ def test_a_domain_without_instances_warns_in_a_short_run_and_stops_after_an_epoc
 
 
 def test_sigterm_before_the_first_iteration_ends_is_exit_status_3(tmp_path, monkeypatch, capsys):
-    compiled = loop.compiled_iteration
+    compiled = loop.compiled_step
 
-    def signalled_while_compiling(spec, mesh):
-        iteration = compiled(spec, mesh)
+    def signalled_while_compiling(method, spec, placement):
+        iteration = compiled(method, spec, placement)
 
         def first(state, batch):
             os.kill(os.getpid(), signal.SIGTERM)
             return iteration(state, batch)
         return first
 
-    monkeypatch.setattr(loop, "compiled_iteration", signalled_while_compiling)
+    monkeypatch.setattr(loop, "compiled_step", signalled_while_compiling)
     config_file = tmp_path / "tiny.json"
     config_file.write_text(json.dumps(TINY_RUN))
     argv = ["train", "--config", str(config_file), "--workdir", str(tmp_path / "run"), "--no-progress"]

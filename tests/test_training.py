@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from instagan_jax import pool
+from instagan_jax import optim, pool
+from instagan_jax.config import TrainConfig
 from instagan_jax.methods.instagan import step as training
 
 SIZE = 32
@@ -38,12 +39,12 @@ def _batch(counts_a: list[int], counts_b: list[int], seed: int = 0) -> dict[str,
     return out
 
 
-SPEC = training.StepSpec(TINY, SIZE, SIZE, ins_max=4, ins_per=2, pool_size=3)
+SPEC = training.StepSpec(TINY, SIZE, SIZE, train=TrainConfig(ins_max=4, ins_per=2, pool_size=3))
 
 
 @functools.cache
 def _iteration():
-    return jax.jit(functools.partial(training.train_iteration, SPEC))
+    return jax.jit(functools.partial(training.train_step, SPEC))
 
 
 def _pool_inputs(value: float, batch: int = 1):
@@ -80,8 +81,8 @@ def test_pool_ignores_inactive_samples():
 
 
 def test_lambda_schedule_is_constant_then_linear_to_zero():
-    schedule = training.Schedule(lr=1.0, niter=3, niter_decay=4, iters_per_epoch=10)
-    lrs = [float(schedule.lr_at(jnp.array(e * 10 + 5))) for e in range(7)]
+    train = TrainConfig(lr=1.0, niter=3, niter_decay=4)
+    lrs = [float(optim.learning_rate(train, 10, jnp.array(e * 10 + 5))) for e in range(7)]
     # epochs 0-2 at lr; then 1 - k/(niter_decay + 1) for the k-th decay epoch (the reference's formula)
     np.testing.assert_allclose(lrs, [1, 1, 1, 0.8, 0.6, 0.4, 0.2], atol=1e-6)
 

@@ -35,7 +35,9 @@ class Method:
       arrays (scalars, or per mask group); visuals map a row label to {column label: (B,H,W,C) image
       in [-1, 1], C = 1 or 3};
     - `summarize(metrics)`: one iteration's metrics (host arrays) -> the scalars to log;
-    - `modules(spec, state)`: the networks of a state as NNX modules, by name.
+    - `modules(spec, state)`: the networks of a state as NNX modules, by name;
+    - `visual_rows(visuals)`: the sample grid's rows, when `train_step`'s visuals are not already
+      {row label: {column label: images}}.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Method:
     train_step: Callable[[Any, Any, dict], tuple[Any, dict, dict]]
     summarize: Callable[[dict], dict[str, float]]
     modules: Callable[[Any, Any], dict]
+    visual_rows: Callable[[Any], dict] = lambda visuals: visuals
 
     def __post_init__(self) -> None:
         if self.data not in DATA_KINDS:

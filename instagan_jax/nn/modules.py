@@ -11,7 +11,6 @@ from flax import nnx
 
 from instagan_jax.nn import layers
 
-
 BATCH_NORM_MOMENTUM = 0.1
 
 

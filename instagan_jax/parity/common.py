@@ -9,6 +9,9 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from instagan_jax.config import TrainConfig
+from instagan_jax.nn.losses import LossWeights
+
 DEFAULT_TOLERANCES = {
     "outputs": ("atol", 1e-4),
     "losses": ("rtol", 1e-4),
@@ -45,6 +48,25 @@ def parse_tolerances(text: str) -> dict[str, tuple[str, float]]:
                 found[kind] = (mode, float(value))
                 break
     return found
+
+
+def reference_train_config(meta: Mapping, **fields) -> TrainConfig:
+    """A fixture's Adam and learning-rate options (its JSON's `adam` and `opt`) as a TrainConfig;
+    `fields` set the rest (e.g. ins_max)."""
+    opt, adam = meta.get("opt", {}), meta.get("adam", {})
+    betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
+    return TrainConfig(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
+                       eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
+                       niter_decay=int(opt.get("niter_decay", 100)), pool_size=int(opt.get("pool_size", 50)),
+                       **fields)
+
+
+def reference_loss_weights(meta: Mapping) -> LossWeights:
+    """A fixture's lambdas (its JSON's `opt`; the reference's `lambda_identity` is our `lambda_idt`)."""
+    opt = meta.get("opt", {})
+    names = {"lambda_A": "lambda_A", "lambda_B": "lambda_B", "lambda_idt": "lambda_idt",
+             "lambda_identity": "lambda_idt", "lambda_ctx": "lambda_ctx", "lambda_L1": "lambda_L1"}
+    return LossWeights(**{ours: float(opt[theirs]) for theirs, ours in names.items() if theirs in opt})
 
 
 def to_nhwc(x: np.ndarray) -> jnp.ndarray:

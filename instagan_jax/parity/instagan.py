@@ -30,12 +30,13 @@ from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
-from instagan_jax.nn.losses import LossWeights
 from instagan_jax.parity.common import (
     Check,
     Checker,
     keys_under,
     parse_tolerances,
+    reference_loss_weights,
+    reference_train_config,
     to_nchw,
     to_nhwc,
 )
@@ -190,17 +191,9 @@ def _inference_checks(checker: Checker, fixture: Fixture, sets: dict[str, tuple]
 
 
 def _train_spec(fixture: Fixture) -> training.StepSpec:
-    opt = fixture.meta.get("opt", {})
-    adam = fixture.meta.get("adam", {})
     height, width = fixture.arrays["input/A_img"].shape[2:]
-    betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
-    weights = LossWeights(**{k: float(opt[k]) for k in
-                                    ("lambda_A", "lambda_B", "lambda_idt", "lambda_ctx") if k in opt})
-    schedule = training.Schedule(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]),
-                                 beta2=float(betas[1]), eps=float(adam.get("eps", 1e-8)),
-                                 niter=int(opt.get("niter", 100)), niter_decay=int(opt.get("niter_decay", 100)))
-    return training.StepSpec(fixture.config, height, width, ins_max=fixture.ins_max, ins_per=fixture.ins_per,
-                             pool_size=int(opt.get("pool_size", 50)), weights=weights, schedule=schedule)
+    train = reference_train_config(fixture.meta, ins_max=fixture.ins_max, ins_per=fixture.ins_per)
+    return training.StepSpec(fixture.config, height, width, train=train, loss=reference_loss_weights(fixture.meta))
 
 
 def _as_reference(spec: training.StepSpec, params: Mapping[str, nnx.State],
@@ -261,11 +254,6 @@ def _final_checks(checker: Checker, fixture: Fixture, final: Mapping[str, Mappin
                 errors.append(float(np.max(diff / np.array([n, n, np.sqrt(n), 1.0]))))
             checker.add(f"final_stats/{name}/* ({len(keys)} {label}, per element)", "updated", max(errors),
                         informational)
-
-
-def _group(tree, index: int):
-    """Group `index` of a (G, ...)-leading pytree."""
-    return jax.tree.map(lambda x: x[index], tree)
 
 
 def _gradient_scale(fixture: Fixture, prefix: str) -> float:
@@ -337,25 +325,22 @@ def _training_checks(checker: Checker, fixture: Fixture) -> None:
         batch.update({f"img_{d}": to_nhwc(fixture.arrays[f"input/{d}_img"]), f"masks_{d}": raw,
                       f"valid_{d}": instances.mask_valid(raw)})
     real = training.select_sets(spec, batch)
-    masks, valid, _ = training.grouped_masks(spec, real)
-    carry = training.initial_carry(spec, state, real)
-    group_step = jax.jit(training.group_step, static_argnums=0)
+    groups = training.mask_groups(spec, real)
+    images_before = {d: real[d].img for d in real}  # each group's input image
     steps = fixture.meta.get("train_steps", [])
     exempt_count = 0
     ties, gap = (0, 0.0) if fixture.exact else step0_l1_ties(fixture)
-    for i in range(spec.n_groups):
+    for i, (carry, out) in enumerate(training.sub_steps(spec, state, batch)):
         root = f"train/step{i}/"
         info = i > 0 and not fixture.exact
         for src in ("A", "B"):
-            checker.compare(f"{root}real_{src}_img_sng", "outputs", to_nchw(carry.img[src]), informational=info)
-            checker.compare(f"{root}real_{src}_seg_sng", "outputs", np.asarray(masks[src][i])[..., 0],
+            checker.compare(f"{root}real_{src}_img_sng", "outputs", to_nchw(images_before[src]), informational=info)
+            checker.compare(f"{root}real_{src}_seg_sng", "outputs", np.asarray(groups.masks[src][i])[..., 0],
                             informational=info)
-        key = jax.random.fold_in(jax.random.key(0), i)
-        carry, out = group_step(spec, carry, (_group(masks, i), _group(valid, i), i), real, key)
-        for d, dst in (("A", "B"), ("B", "A")):
-            o = out.outputs[d]
-            checker.compare(f"{root}fake_{dst}_mul", "outputs", join_set(o["fake_img"], o["set_masks"]),
-                            informational=info)
+        images_before = carry.img
+        for src, dst in (("A", "B"), ("B", "A")):
+            t = out.translated[src]
+            checker.compare(f"{root}fake_{dst}_mul", "outputs", join_set(t.fake_img, t.set_masks), informational=info)
         if i < len(steps):
             for name, value in out.losses.items():
                 if f"loss_{name}" in steps[i]:
@@ -379,7 +364,7 @@ def _training_checks(checker: Checker, fixture: Fixture) -> None:
                 checker.compare_many(f"{root}{opt}/after/{net}/", "updated", after[net],
                                      informational=info or tied, exempt=exempt)
 
-    iteration = jax.jit(training.train_iteration, static_argnums=0)
+    iteration = jax.jit(training.train_step, static_argnums=0)
     final_state, _, visuals = iteration(spec, state, batch)
     final_info = not fixture.exact and spec.n_groups > 1
     _final_checks(checker, fixture, _as_reference(spec, final_state.params, final_state.spectral), final_info)

@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from instagan_jax import pool
+from instagan_jax import optim, pool
+from instagan_jax.config import TrainConfig
 from instagan_jax.methods.instagan import instances, losses
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
@@ -42,51 +42,38 @@ DISCRIMINATORS = ("D_A", "D_B")
 
 
 @dataclasses.dataclass(frozen=True)
-class Schedule:
-    """Adam and the reference's 'lambda' learning-rate policy (constant for `niter` epochs, then
-    linear decay over `niter_decay`), stepped once per epoch of `iters_per_epoch` iterations."""
-
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    eps: float = 1e-8
-    niter: int = 100
-    niter_decay: int = 100
-    epoch_count: int = 1
-    iters_per_epoch: float = 1.0
-
-    def lr_at(self, iteration: jax.Array) -> jax.Array:
-        """Learning rate during a (0-based) iteration."""
-        epoch = jnp.floor(iteration / self.iters_per_epoch)
-        decay = jnp.maximum(0.0, epoch + self.epoch_count - self.niter) / (self.niter_decay + 1)
-        return self.lr * jnp.maximum(0.0, 1.0 - decay)
-
-    def adam(self) -> optax.GradientTransformation:
-        return optax.scale_by_adam(b1=self.beta1, b2=self.beta2, eps=self.eps)
-
-
-@dataclasses.dataclass(frozen=True)
 class StepSpec:
-    """Everything static about a training iteration (hashable: the jit cache key)."""
+    """Everything static about a training iteration (hashable: the jit cache key).
+
+    The config's own sections: `model`, `loss` (lambdas) and `train` (Adam, the learning-rate policy,
+    ins_max, ins_per, pool_size); the image size; iterations per epoch for the learning-rate policy.
+    """
 
     model: ModelConfig
     height: int
     width: int
-    ins_max: int = 4
-    ins_per: int = 2
-    pool_size: int = 50
-    weights: LossWeights = LossWeights()
-    schedule: Schedule = Schedule()
+    train: TrainConfig = TrainConfig()
+    loss: LossWeights = LossWeights()
+    iters_per_epoch: float = 1.0
     unroll_groups: bool = False  # unrolled: ~5x faster on XLA CPU (convs in a loop body are slow), longer compile
 
     def __post_init__(self) -> None:
-        if self.ins_per < 1 or self.ins_max < self.ins_per:
-            raise ValueError(f"need 1 <= ins_per <= ins_max, got ins_per={self.ins_per}, ins_max={self.ins_max}")
+        ins_max, ins_per = self.train.ins_max, self.train.ins_per
+        if ins_per < 1 or ins_max < ins_per:
+            raise ValueError(f"need 1 <= ins_per <= ins_max, got ins_per={ins_per}, ins_max={ins_max}")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"image size {self.height}x{self.width}: height and width must be multiples of 8")
         if min(self.height, self.width) < 24:
             raise ValueError(f"image size {self.height}x{self.width}: height and width must be at least 24 "
                              "(the discriminator scores an (H/8 - 2) x (W/8 - 2) grid)")
+
+    @property
+    def ins_max(self) -> int:
+        return self.train.ins_max
+
+    @property
+    def ins_per(self) -> int:
+        return self.train.ins_per
 
     @property
     def n_groups(self) -> int:
@@ -96,6 +83,9 @@ class StepSpec:
     def set_slots(self) -> int:
         """Mask slots of a translated set (the reference's fake_X_mul): all groups."""
         return self.n_groups * self.ins_per
+
+    def learning_rate(self, iteration: jax.Array) -> jax.Array:
+        return optim.learning_rate(self.train, self.iters_per_epoch, iteration)
 
     @functools.cached_property
     def graphdefs(self) -> tuple[nnx.GraphDef, nnx.GraphDef]:
@@ -132,10 +122,10 @@ def init_state(spec: StepSpec, seed: int = 0) -> TrainState:
 def state_from_params(spec: StepSpec, params: dict[str, nnx.State], spectral: dict[str, nnx.State],
                       seed: int = 0) -> TrainState:
     """A train state at step 0 around given network states (e.g. imported from the reference)."""
-    adam = spec.schedule.adam()
+    adam = optim.adam(spec.train)
     channels = spec.model.image_channels
     pools = {
-        domain: pool.empty_pool(spec.pool_size, spec.height, spec.width, channels, spec.set_slots,
+        domain: pool.empty_pool(spec.train.pool_size, spec.height, spec.width, channels, spec.set_slots,
                                 DTYPES[spec.model.dtype])
         for domain in ("A", "B")
     }
@@ -159,12 +149,49 @@ def split_networks(module_by_name: dict[str, nnx.Module]) -> tuple[dict, dict]:
     return params, spectral
 
 
+def modules(spec: StepSpec, state: TrainState) -> dict[str, nnx.Module]:
+    """The four networks of a train state as modules (spectral vectors included)."""
+    g_def, d_def = spec.graphdefs
+    return {name: nnx.merge(g_def, state.params[name]) if name in GENERATORS
+            else nnx.merge(d_def, state.params[name], state.spectral[name]) for name in state.params}
+
+
 class RealSet(NamedTuple):
     """An image with its selected masks: (B,H,W,C), (B,K,H,W,1), (B,K)."""
 
     img: jax.Array
     masks: jax.Array
     valid: jax.Array
+
+
+class Direction(NamedTuple):
+    """One direction of the paper's cycle: translate `source` to `target` and back."""
+
+    source: str
+    target: str
+    forward: str  # generator source -> target
+    backward: str  # generator target -> source
+    critic: str  # the discriminator of the target domain
+    cycle_weight: str  # its lambda in the loss weights
+    # the reference's names of this direction's loss terms
+    gan_loss: str
+    cycle_loss: str
+    identity_loss: str
+    context_loss: str
+    critic_loss: str
+
+
+A_TO_B = Direction("A", "B", "G_A", "G_B", "D_A", "lambda_A", "G_A", "cyc_A", "idt_B", "ctx_A", "D_A")
+B_TO_A = Direction("B", "A", "G_B", "G_A", "D_B", "lambda_B", "G_B", "cyc_B", "idt_A", "ctx_B", "D_B")
+DIRECTIONS = (A_TO_B, B_TO_A)
+
+
+class MaskGroup(NamedTuple):
+    """The masks a sub-step translates: per domain (B,N,H,W,1) masks and (B,N) validity; its index."""
+
+    masks: dict[str, jax.Array]
+    valid: dict[str, jax.Array]
+    index: jax.Array
 
 
 class Carry(NamedTuple):
@@ -174,6 +201,18 @@ class Carry(NamedTuple):
     img: dict[str, jax.Array]  # current image of each domain (translated by the groups so far)
     fake_masks: dict[str, jax.Array]  # translated sets so far, keyed by the *target* domain
     fake_valid: dict[str, jax.Array]
+
+
+class Translated(NamedTuple):
+    """One direction's translation of the current group (outputs of the generator loss: constants after)."""
+
+    fake_img: jax.Array
+    fake_masks: jax.Array  # this group's translated masks
+    rec_img: jax.Array
+    rec_masks: jax.Array
+    set_masks: jax.Array  # the whole translated set so far (all groups' slots)
+    set_valid: jax.Array
+    critic_vectors: nnx.State  # the target critic's u, v after its call in the generator loss
 
 
 class Visuals(NamedTuple):
@@ -188,18 +227,6 @@ class Visuals(NamedTuple):
     rec_masks: jax.Array  # (B,G*N,H,W,1) reconstructed masks, in selection order
 
 
-# direction name -> (source domain, target domain, forward G, backward G, target's D, lambda field)
-DIRECTIONS = {
-    "A": ("A", "B", "G_A", "G_B", "D_A", "lambda_A"),
-    "B": ("B", "A", "G_B", "G_A", "D_B", "lambda_B"),
-}
-# loss names of a direction, as the reference reports them
-LOSS_NAMES = {
-    "A": {"gan": "G_A", "cyc": "cyc_A", "idt": "idt_B", "ctx": "ctx_A", "d": "D_A"},
-    "B": {"gan": "G_B", "cyc": "cyc_B", "idt": "idt_A", "ctx": "ctx_B", "d": "D_B"},
-}
-
-
 def _generate(spec: StepSpec, params: nnx.State, img, masks, valid):
     return nnx.merge(spec.graphdefs[0], params)(img, masks, valid)
 
@@ -209,125 +236,100 @@ def _discriminate(spec: StepSpec, params: nnx.State, vectors: nnx.State, img, ma
     return module(img, masks, valid), nnx.state(module, SpectralVector)
 
 
-def _where(flag: jax.Array, new, old):
-    """`new` where the scalar `flag` holds, else `old` (leaf by leaf)."""
-    return jax.tree.map(lambda n, o: jnp.where(flag, n, o), new, old)
-
-
-def _adam_step(spec: StepSpec, lr, params, opt_state, grads):
-    updates, opt_state = spec.schedule.adam().update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-    return params, opt_state
-
-
-def _direction_generator_losses(spec: StepSpec, g_params: dict, carry: Carry, direction: str,
-                                masks: jax.Array, valid: jax.Array, group: jax.Array, runs: jax.Array):
+def _generator_terms(spec: StepSpec, g_params: dict, carry: Carry, d: Direction, masks: jax.Array,
+                     valid: jax.Array, group: jax.Array, runs: jax.Array) -> tuple[dict, Translated]:
     """Generator loss terms of one direction for the current group, per the module docstring."""
-    source, target, forward, backward, disc, lambda_name = DIRECTIONS[direction]
-    lam = getattr(spec.weights, lambda_name)
-    img = carry.img[source]
-    fake_img, fake_masks = _generate(spec, g_params[forward], img, masks, valid)
-    rec_img, rec_masks = _generate(spec, g_params[backward], fake_img, fake_masks, valid)
-    idt_img, idt_masks = _generate(spec, g_params[backward], img, masks, valid)
+    lam = getattr(spec.loss, d.cycle_weight)
+    img = carry.img[d.source]
+    fake_img, fake_masks = _generate(spec, g_params[d.forward], img, masks, valid)
+    rec_img, rec_masks = _generate(spec, g_params[d.backward], fake_img, fake_masks, valid)
+    idt_img, idt_masks = _generate(spec, g_params[d.backward], img, masks, valid)
     start = group * spec.ins_per
-    set_masks = jax.lax.dynamic_update_slice_in_dim(carry.fake_masks[target], fake_masks, start, axis=1)
-    set_valid = jax.lax.dynamic_update_slice_in_dim(carry.fake_valid[target], valid, start, axis=1)
-    scores, vectors = _discriminate(spec, carry.state.params[disc], carry.state.spectral[disc],
+    set_masks = jax.lax.dynamic_update_slice_in_dim(carry.fake_masks[d.target], fake_masks, start, axis=1)
+    set_valid = jax.lax.dynamic_update_slice_in_dim(carry.fake_valid[d.target], valid, start, axis=1)
+    scores, vectors = _discriminate(spec, carry.state.params[d.critic], carry.state.spectral[d.critic],
                                     fake_img, set_masks, set_valid & runs[:, None])
-    names = LOSS_NAMES[direction]
     terms = {
-        names["gan"]: losses.masked_mean(losses.lsgan_per_sample(scores, 1.0), runs),
-        names["cyc"]: lam * losses.masked_mean(
-            losses.set_l1_per_sample(rec_img, rec_masks, img, masks), runs),
-        names["idt"]: lam * spec.weights.lambda_idt * losses.masked_mean(
+        d.gan_loss: losses.masked_mean(losses.lsgan_per_sample(scores, 1.0), runs),
+        d.cycle_loss: lam * losses.masked_mean(losses.set_l1_per_sample(rec_img, rec_masks, img, masks), runs),
+        d.identity_loss: lam * spec.loss.lambda_idt * losses.masked_mean(
             losses.set_l1_per_sample(idt_img, idt_masks, img, masks), runs),
-        names["ctx"]: lam * spec.weights.lambda_ctx * losses.masked_mean(
+        d.context_loss: lam * spec.loss.lambda_ctx * losses.masked_mean(
             losses.context_per_sample(img, fake_img, masks, fake_masks), runs),
     }
-    outputs = {"fake_img": fake_img, "fake_masks": fake_masks, "rec_img": rec_img, "rec_masks": rec_masks,
-               "set_masks": set_masks, "set_valid": set_valid, "vectors": vectors}
-    return terms, outputs
+    return terms, Translated(fake_img, fake_masks, rec_img, rec_masks, set_masks, set_valid, vectors)
 
 
-def _discriminator_loss(spec: StepSpec, params, vectors, real: RealSet, fake: RealSet, runs):
+def _critic_loss(spec: StepSpec, params, vectors, real: RealSet, fake: RealSet, runs):
     """0.5 * (LSGAN(D(real), 1) + LSGAN(D(fake), 0)) over running samples; u, v advance twice."""
-    real_scores, vectors = _discriminate(spec, params, vectors, real.img, real.masks,
-                                         real.valid & runs[:, None])
-    fake_scores, vectors = _discriminate(spec, params, vectors, fake.img, fake.masks,
-                                         fake.valid & runs[:, None])
+    real_scores, vectors = _discriminate(spec, params, vectors, real.img, real.masks, real.valid & runs[:, None])
+    fake_scores, vectors = _discriminate(spec, params, vectors, fake.img, fake.masks, fake.valid & runs[:, None])
     loss = 0.5 * (losses.masked_mean(losses.lsgan_per_sample(real_scores, 1.0), runs)
                   + losses.masked_mean(losses.lsgan_per_sample(fake_scores, 0.0), runs))
     return loss, vectors
 
 
 class GroupOutputs(NamedTuple):
-    """Per-group results: loss terms, whether each direction ran, gradients (for parity checks)."""
+    """Per-group results: loss terms, whether each direction ran, gradients, each direction's translation."""
 
     losses: dict[str, jax.Array]
-    ran: dict[str, jax.Array]
+    ran: dict[str, jax.Array]  # by source domain
     grads: dict[str, nnx.State]
-    outputs: dict[str, dict[str, jax.Array]]
+    translated: dict[str, Translated]  # by source domain
 
 
-def group_step(spec: StepSpec, carry: Carry, group: tuple, real: dict[str, RealSet],
+def group_step(spec: StepSpec, carry: Carry, group: MaskGroup, real: dict[str, RealSet],
                key: jax.Array) -> tuple[Carry, GroupOutputs]:
     """The reference's sub-step on one mask group: G losses, G Adam step, D Adam steps."""
-    group_masks, group_valid, group_index = group
     state = carry.state
-    lr = spec.schedule.lr_at(state.step)
-    runs = {d: jnp.any(group_valid[DIRECTIONS[d][0]], axis=1) for d in DIRECTIONS}
-    ran = {d: jnp.any(runs[d]) for d in DIRECTIONS}
+    lr = spec.learning_rate(state.step)
+    runs = {d.source: jnp.any(group.valid[d.source], axis=1) for d in DIRECTIONS}
+    ran = {source: jnp.any(r) for source, r in runs.items()}
 
     def generator_loss(g_params):
-        terms, outputs = {}, {}
+        terms, translated = {}, {}
         for d in DIRECTIONS:
-            source = DIRECTIONS[d][0]
-            terms_d, outputs[d] = _direction_generator_losses(
-                spec, g_params, carry, d, group_masks[source], group_valid[source], group_index, runs[d])
-            terms.update(terms_d)
-        return sum(terms.values()), (terms, outputs)
+            d_terms, translated[d.source] = _generator_terms(
+                spec, g_params, carry, d, group.masks[d.source], group.valid[d.source], group.index, runs[d.source])
+            terms.update(d_terms)
+        return sum(terms.values()), (terms, translated)
 
     g_params = {name: state.params[name] for name in GENERATORS}
-    (loss_g, (terms, outputs)), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(g_params)
+    (loss_g, (terms, translated)), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(g_params)
     params, opt, spectral = dict(state.params), dict(state.opt), dict(state.spectral)
     any_ran = ran["A"] | ran["B"]
     for name in GENERATORS:
-        new_params, new_opt = _adam_step(spec, lr, params[name], opt[name], g_grads[name])
-        params[name] = _where(any_ran, new_params, params[name])
-        opt[name] = _where(any_ran, new_opt, opt[name])
+        new_params, new_opt = optim.adam_step(spec.train, lr, params[name], opt[name], g_grads[name])
+        params[name] = optim.where(any_ran, new_params, params[name])
+        opt[name] = optim.where(any_ran, new_opt, opt[name])
 
     pools, grads = dict(state.pools), dict(g_grads)
     pool_keys = jax.random.split(key, 2)
     for i, d in enumerate(DIRECTIONS):
-        _, target, _, _, disc, _ = DIRECTIONS[d]
-        out = outputs[d]  # auxiliary outputs of the G loss: constants here
-        spectral[disc] = _where(ran[d], out["vectors"], spectral[disc])  # the D call inside the G step
-        new_pool, (fake_img, fake_masks, fake_valid) = pool.query(
-            pools[target], pool_keys[i], out["fake_img"], out["set_masks"], out["set_valid"], runs[d])
-        fake = RealSet(fake_img, fake_masks, fake_valid)
-        (loss_d, vectors), d_grads = jax.value_and_grad(
-            _discriminator_loss, argnums=1, has_aux=True)(spec, params[disc], spectral[disc],
-                                                          real[target], fake, runs[d])
-        new_params, new_opt = _adam_step(spec, lr, params[disc], opt[disc], d_grads)
-        params[disc] = _where(ran[d], new_params, params[disc])
-        opt[disc] = _where(ran[d], new_opt, opt[disc])
-        spectral[disc] = _where(ran[d], vectors, spectral[disc])
-        pools[target] = new_pool
-        terms[LOSS_NAMES[d]["d"]] = loss_d
-        grads[disc] = d_grads
+        out, critic, did_run = translated[d.source], d.critic, ran[d.source]
+        spectral[critic] = optim.where(did_run, out.critic_vectors, spectral[critic])  # the G step's D call
+        new_pool, shown = pool.query(pools[d.target], pool_keys[i], out.fake_img, out.set_masks, out.set_valid,
+                                     runs[d.source])
+        (loss_d, vectors), d_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
+            spec, params[critic], spectral[critic], real[d.target], RealSet(*shown), runs[d.source])
+        new_params, new_opt = optim.adam_step(spec.train, lr, params[critic], opt[critic], d_grads)
+        params[critic] = optim.where(did_run, new_params, params[critic])
+        opt[critic] = optim.where(did_run, new_opt, opt[critic])
+        spectral[critic] = optim.where(did_run, vectors, spectral[critic])
+        pools[d.target] = new_pool
+        terms[d.critic_loss] = loss_d
+        grads[critic] = d_grads
 
     terms["G"] = loss_g
     new_state = state.replace(params=params, opt=opt, spectral=spectral, pools=pools)
     next_img, fake_masks, fake_valid = {}, dict(carry.fake_masks), dict(carry.fake_valid)
     for d in DIRECTIONS:
-        source, target = DIRECTIONS[d][:2]
-        out = outputs[d]
-        keep = runs[d][:, None, None, None]
-        next_img[source] = jnp.where(keep, out["fake_img"], carry.img[source])
-        fake_masks[target] = out["set_masks"]
-        fake_valid[target] = out["set_valid"]
+        out = translated[d.source]
+        keep = runs[d.source][:, None, None, None]
+        next_img[d.source] = jnp.where(keep, out.fake_img, carry.img[d.source])
+        fake_masks[d.target], fake_valid[d.target] = out.set_masks, out.set_valid
     new_carry = Carry(new_state, next_img, fake_masks, fake_valid)
-    return new_carry, GroupOutputs(terms, ran, grads, outputs)
+    return new_carry, GroupOutputs(terms, ran, grads, translated)
 
 
 def select_sets(spec: StepSpec, batch: dict[str, jax.Array]) -> dict[str, RealSet]:
@@ -350,48 +352,72 @@ def initial_carry(spec: StepSpec, state: TrainState, real: dict[str, RealSet]) -
                  {d: no_valid for d in real})
 
 
-def grouped_masks(spec: StepSpec, real: dict[str, RealSet]):
-    """Scan inputs: per domain (G,B,N,H,W,1) masks and (G,B,N) validity, and the group indices."""
+def mask_groups(spec: StepSpec, real: dict[str, RealSet]) -> MaskGroup:
+    """All groups stacked (a leading G axis on every leaf): the scan's inputs."""
     groups = {d: instances.split_groups(real[d].masks, real[d].valid, spec.ins_per) for d in real}
-    masks = {d: groups[d][0] for d in groups}
-    valid = {d: groups[d][1] for d in groups}
-    return masks, valid, jnp.arange(spec.n_groups)
+    return MaskGroup({d: g[0] for d, g in groups.items()}, {d: g[1] for d, g in groups.items()},
+                     jnp.arange(spec.n_groups))
 
 
-def train_iteration(spec: StepSpec, state: TrainState,
-                    batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array], dict[str, Visuals]]:
+def _keys(spec: StepSpec, state: TrainState) -> tuple[jax.Array, jax.Array]:
+    """(the next state's key, one pool key per group), from the state's key."""
+    key, subkey = jax.random.split(jax.random.wrap_key_data(state.rng))
+    return key, jax.random.split(subkey, spec.n_groups)
+
+
+def sub_steps(spec: StepSpec, state: TrainState, batch: dict[str, jax.Array]):
+    """The groups of `train_step` one by one (same sub-step, same keys), yielding (carry, GroupOutputs)
+    after each: the iteration as the reference runs it, to inspect (parity)."""
+    real = select_sets(spec, batch)
+    groups = mask_groups(spec, real)
+    _, group_keys = _keys(spec, state)
+    step = jax.jit(group_step, static_argnums=0)
+    carry = initial_carry(spec, state, real)
+    for i in range(spec.n_groups):
+        carry, out = step(spec, carry, jax.tree.map(lambda x: x[i], groups), real, group_keys[i])
+        yield carry, out
+
+
+def train_step(spec: StepSpec, state: TrainState,
+               batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array], dict[str, Visuals]]:
     """One iteration on a batch (img_X, masks_X, valid_X for X in A, B).
 
     Returns the new state, the per-group loss terms and run flags (arrays of shape (n_groups,)), and
-    the visuals of both directions.
+    the visuals of both directions (keyed by source domain).
     """
     real = select_sets(spec, batch)
-    key, subkey = jax.random.split(jax.random.wrap_key_data(state.rng))
-    group_keys = jax.random.split(subkey, spec.n_groups)
+    key, group_keys = _keys(spec, state)
 
     def body(carry, inputs):
-        masks, valid, index, group_key = inputs
-        carry, out = group_step(spec, carry, (masks, valid, index), real, group_key)
-        slim = {d: {"rec_img": out.outputs[d]["rec_img"], "rec_masks": out.outputs[d]["rec_masks"]}
-                for d in DIRECTIONS}
-        flags = {f"ran_{d}": out.ran[d] for d in DIRECTIONS}
-        return carry, ({**out.losses, **flags}, slim)
+        group, group_key = inputs
+        carry, out = group_step(spec, carry, group, real, group_key)
+        recs = {s: (t.rec_img, t.rec_masks) for s, t in out.translated.items()}
+        flags = {f"ran_{s}": r for s, r in out.ran.items()}
+        return carry, ({**out.losses, **flags}, recs)
 
-    masks, valid, indices = grouped_masks(spec, real)
-    carry, (metrics, per_group) = jax.lax.scan(
-        body, initial_carry(spec, state, real), (masks, valid, indices, group_keys),
-        unroll=spec.unroll_groups)
+    carry, (metrics, recs) = jax.lax.scan(body, initial_carry(spec, state, real),
+                                          (mask_groups(spec, real), group_keys), unroll=spec.unroll_groups)
     new_state = carry.state.replace(step=state.step + 1, rng=jax.random.key_data(key))
     visuals = {}
     for d in DIRECTIONS:
-        source, target = DIRECTIONS[d][:2]
-        rec_masks = instances.merge_groups(per_group[d]["rec_masks"])
-        visuals[d] = Visuals(
-            real_img=real[source].img, fake_img=carry.img[source], rec_img=per_group[d]["rec_img"][0],
-            real_union=losses.merge_masks(real[source].masks),
-            fake_union=losses.merge_masks(carry.fake_masks[target]),
+        rec_img, rec_masks = recs[d.source]
+        rec_masks = instances.merge_groups(rec_masks)
+        visuals[d.source] = Visuals(
+            real_img=real[d.source].img, fake_img=carry.img[d.source], rec_img=rec_img[0],
+            real_union=losses.merge_masks(real[d.source].masks),
+            fake_union=losses.merge_masks(carry.fake_masks[d.target]),
             rec_union=losses.merge_masks(rec_masks), rec_masks=rec_masks)
     return new_state, metrics, visuals
+
+
+VISUAL_COLUMNS = {"real_img": "real\nimage", "fake_img": "fake\nimage", "rec_img": "rec\nimage",
+                  "real_union": "real\nmasks", "fake_union": "fake\nmasks", "rec_union": "rec\nmasks"}
+
+
+def visual_rows(visuals: dict[str, Visuals]) -> dict[str, dict[str, jax.Array]]:
+    """The sample grid's rows: per direction, the real / translated / reconstructed image and mask union."""
+    return {f"{d.source}->{d.target}": {label: getattr(visuals[d.source], name)
+                                        for name, label in VISUAL_COLUMNS.items()} for d in DIRECTIONS}
 
 
 def summarize(metrics: dict[str, Any]) -> dict[str, float]:
@@ -399,8 +425,8 @@ def summarize(metrics: dict[str, Any]) -> dict[str, float]:
     in which it ran (0 if none), the total G loss over groups in which anything ran."""
     out = {}
     for d in DIRECTIONS:
-        ran = metrics[f"ran_{d}"].astype(float)
-        for name in LOSS_NAMES[d].values():
+        ran = metrics[f"ran_{d.source}"].astype(float)
+        for name in (d.gan_loss, d.cycle_loss, d.identity_loss, d.context_loss, d.critic_loss):
             out[name] = float((metrics[name] * ran).sum() / max(ran.sum(), 1.0))
     any_ran = (metrics["ran_A"] | metrics["ran_B"]).astype(float)
     out["G"] = float((metrics["G"] * any_ran).sum() / max(any_ran.sum(), 1.0))
