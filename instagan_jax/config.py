@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from instagan_jax.methods import NAMES as METHOD_NAMES
 from instagan_jax.nn.build import ModelConfig
 from instagan_jax.nn.losses import LossWeights
 
@@ -75,6 +76,7 @@ class Config:
     """A whole run."""
 
     name: str = "default"
+    method: str = "instagan"  # one of methods.NAMES
     model: ModelConfig = ModelConfig()
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
@@ -182,6 +184,8 @@ def validate(config: Config) -> None:
             expected = _out_of_range(key, value)
             if expected:
                 raise ValueError(f"config key {key}: expected {expected}, got {value!r}")
+    if config.method not in METHOD_NAMES:
+        raise ValueError(f"config key method: expected one of {list(METHOD_NAMES)}, got {config.method!r}")
     ins_max, ins_per = config.train.ins_max, config.train.ins_per
     if ins_max % ins_per:
         raise ValueError(f"config keys train.ins_max={ins_max} and train.ins_per={ins_per}: ins_max must be a "
