@@ -9,9 +9,19 @@ import pytest
 from conftest import SHARED, TINY, require_shared
 
 from instagan_jax import cli, methods
-from instagan_jax.config import Config, DataConfig, TrainConfig, config_from_dict, load_config
+from instagan_jax.config import (
+    Config,
+    DataConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
 from instagan_jax.methods import cyclegan
-from instagan_jax.methods.cyclegan_convert import infer_model_config, load_reference, to_reference
+from instagan_jax.methods.cyclegan_convert import (
+    infer_model_config,
+    load_reference,
+    to_reference,
+)
 from instagan_jax.nn.build import abstract
 
 CYCLEGAN_F64 = SHARED / "parity" / "cyclegan_small_f64.npz"
