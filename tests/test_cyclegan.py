@@ -1,6 +1,7 @@
 """CycleGAN: the method's interface, state_dict conversion, batch > 1, and parity with the reference fork."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -132,3 +133,11 @@ def test_translate_is_the_generator_forward(tiny):
     out = cyclegan.translate(generator, images)
     assert out.shape == images.shape and float(jnp.max(jnp.abs(out))) <= 1.0
     np.testing.assert_allclose(out, generator(images), atol=1e-6)
+
+
+def test_without_identity_loss_no_identity_pass_runs(tiny):
+    """lambda_idt = 0: as the reference, no identity translation (no idt visual), idt losses 0."""
+    spec, state, _ = tiny
+    spec = dataclasses.replace(spec, loss=dataclasses.replace(spec.loss, lambda_idt=0.0))
+    _, metrics, visuals = jax.eval_shape(functools.partial(cyclegan.train_step, spec), state, _images(0, 1))
+    assert set(metrics) == METRICS and all(set(row) == {"real", "fake", "rec"} for row in visuals.values())

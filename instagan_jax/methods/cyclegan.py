@@ -131,8 +131,11 @@ def state_from_networks(spec: Spec, networks: dict[str, nnx.Module], seed: int =
 
 def modules(spec: Spec, state: TrainState) -> dict[str, nnx.Module]:
     """The four networks of a state as NNX modules (discriminators with their u, v)."""
-    return {name: nnx.merge(spec.graphdefs[name], state.params[name], *(
-        [state.spectral[name]] if name in DISCRIMINATORS else [])) for name in NETWORKS}
+    out = {}
+    for name in NETWORKS:
+        states = (state.params[name], state.spectral[name]) if name in DISCRIMINATORS else (state.params[name],)
+        out[name] = nnx.merge(spec.graphdefs[name], *states)
+    return out
 
 
 def translate(generator: ResnetGenerator, images: jax.Array) -> jax.Array:
