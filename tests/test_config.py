@@ -21,8 +21,12 @@ PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE
 }
 
 
+METHOD_CONFIGS = {"default": "instagan", "cyclegan_shapes": "cyclegan", "pix2pix_shapes": "pix2pix"}
+
+
 def test_builtin_configs_have_the_reference_settings():
-    assert sorted(p.stem for p in CONFIG_DIR.glob("*.json")) == ["default", *sorted(PAPER_TASKS)]
+    assert set(p.stem for p in CONFIG_DIR.glob("*.json")) <= {*METHOD_CONFIGS, *PAPER_TASKS}
+    assert {"default", "cyclegan_shapes", *PAPER_TASKS} <= set(p.stem for p in CONFIG_DIR.glob("*.json"))
     for name, (crop, load, niter, niter_decay) in PAPER_TASKS.items():
         config = load_config(name)
         assert config.data.crop_size == crop and config.data.load_size == load, name
@@ -31,6 +35,16 @@ def test_builtin_configs_have_the_reference_settings():
         assert (config.model.ngf, config.model.ndf, config.model.n_blocks) == (64, 64, 9), name
         assert (config.train.lr, config.train.beta1) == (2e-4, 0.5), name
     assert load_config("default").data.kind == "shapes"
+    for name in PAPER_TASKS:
+        assert load_config(name).method == "instagan", name
+
+
+def test_method_configs_name_their_method_and_an_unknown_method_is_an_error():
+    for path in CONFIG_DIR.glob("*.json"):
+        if path.stem in METHOD_CONFIGS:
+            assert load_config(path.stem).method == METHOD_CONFIGS[path.stem], path.stem
+    with pytest.raises(ValueError, match="config key method: expected one of instagan, cyclegan, pix2pix, got 'gan'"):
+        load_config("default", ["method=gan"])
 
 
 def test_overrides_parse_json_values_and_strings():

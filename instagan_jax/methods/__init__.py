@@ -36,8 +36,8 @@ class Method:
       in [-1, 1], C = 1 or 3};
     - `summarize(metrics)`: one iteration's metrics (host arrays) -> the scalars to log;
     - `modules(spec, state)`: the networks of a state as NNX modules, by name;
-    - `visual_rows(visuals)`: the sample grid's rows, when `train_step`'s visuals are not already
-      {row label: {column label: images}}.
+    - `visual_rows(visuals)`: the sample grid's rows {row label: {column label: images}}, in order
+      (a jitted step returns its dicts with sorted keys).
     """
 
     name: str

@@ -98,7 +98,7 @@ class TrainState:
     params: dict[str, nnx.State]  # trainable parameters of G_A, G_B, D_A, D_B
     spectral: dict[str, nnx.State]  # spectral-norm vectors u, v of D_A, D_B
     opt: dict[str, Any]  # one Adam state per network
-    pools: dict[str, pool.SetPool]  # generated images of domain B (shown to D_A) and of domain A (D_B)
+    pools: dict[str, pool.ImagePool]  # generated images of domain B (shown to D_A) and of domain A (D_B)
     rng: jax.Array  # raw key data (uint32), for the pools
 
 
@@ -123,8 +123,8 @@ def state_from_networks(spec: Spec, networks: dict[str, nnx.Module], seed: int =
         params=params,
         spectral=spectral,
         opt={name: adam.init(params[name]) for name in NETWORKS},
-        pools={domain: pool.empty_pool(spec.train.pool_size, spec.height, spec.width, spec.model.image_channels,
-                                       0, dtype) for domain in ("A", "B")},
+        pools={domain: pool.empty_image_pool(spec.train.pool_size, spec.height, spec.width,
+                                             spec.model.image_channels, dtype) for domain in ("A", "B")},
         rng=jax.random.key_data(jax.random.key(seed)),
     )
 
@@ -199,15 +199,6 @@ def _discriminator_loss(spec: Spec, name: str, params: nnx.State, vectors: nnx.S
 _JUDGES = {"D_A": ("B", "fake_B"), "D_B": ("A", "fake_A")}
 
 
-def _query_pool(image_pool: pool.SetPool, key: jax.Array, images: jax.Array):
-    """The reference's ImagePool.query on a batch of images (a pool of sets with no mask slots)."""
-    batch, height, width = images.shape[:3]
-    no_masks = jnp.zeros((batch, 0, height, width, 1), images.dtype)
-    new_pool, (shown, _, _) = pool.query(image_pool, key, images, no_masks, jnp.zeros((batch, 0), bool),
-                                         jnp.ones((batch,), bool))
-    return new_pool, shown
-
-
 def train_step(spec: Spec, state: TrainState, batch: dict[str, jax.Array]):
     """One iteration on a batch (img_A, img_B; other keys ignored) -> (state, metrics, visuals)."""
     dtype = DTYPES[spec.model.dtype]
@@ -226,7 +217,7 @@ def train_step(spec: Spec, state: TrainState, batch: dict[str, jax.Array]):
     metrics = dict(terms)
     for name, pool_key in zip(DISCRIMINATORS, pool_keys):
         domain, fake_name = _JUDGES[name]
-        pools[domain], fake = _query_pool(pools[domain], pool_key, images[fake_name])
+        pools[domain], fake = pool.query_images(pools[domain], pool_key, images[fake_name])
         (metrics[name], spectral[name]), d_grads = jax.value_and_grad(
             _discriminator_loss, argnums=2, has_aux=True)(spec, name, params[name], spectral[name], real[domain],
                                                           fake)
@@ -249,10 +240,19 @@ def _visuals(real: dict[str, jax.Array], images: dict[str, jax.Array]) -> dict[s
     return visuals
 
 
+VISUAL_COLUMNS = ("real", "fake", "rec", "idt")
+
+
+def visual_rows(visuals: dict[str, dict[str, jax.Array]]) -> dict[str, dict[str, jax.Array]]:
+    """The sample grid's rows in the reference's order (a jitted step returns dict keys sorted)."""
+    return {f"{source}->{target}": {column: visuals[source][column] for column in VISUAL_COLUMNS
+                                    if column in visuals[source]} for source, target in (("A", "B"), ("B", "A"))}
+
+
 def summarize(metrics: dict[str, Any]) -> dict[str, float]:
     """The iteration's loss terms as floats."""
     return {name: float(value) for name, value in metrics.items()}
 
 
 METHOD = Method(name="cyclegan", networks=NETWORKS, data="images", make_spec=make_spec, init_state=init_state,
-                train_step=train_step, summarize=summarize, modules=modules)
+                train_step=train_step, summarize=summarize, modules=modules, visual_rows=visual_rows)
