@@ -105,29 +105,26 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from instagan_jax.trained import load_trained, locate
-    from instagan_jax.translate import (
-        check_entries,
-        check_size,
-        gather_entries,
-        translate_entries,
-    )
+    from instagan_jax.trained import load_trained, saved_config
+    from instagan_jax.translate import check_entries, check_size, gather_entries, translate_entries, translator
 
-    locate(args.workdir, args.checkpoint)
-    if args.ins_per is not None and args.ins_per < 1:
-        raise ValueError(f"--ins-per must be at least 1, got {args.ins_per}")
+    method = saved_config(args.workdir, args.checkpoint).method
+    if args.ins_per is not None and (args.ins_per < 1 or method != "instagan"):
+        raise ValueError(f"--ins-per must be at least 1 and goes with an InstaGAN run, got {args.ins_per} "
+                         f"for a {method} run")
     if args.size is not None:
         check_size(args.size)
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
-                             category=args.category, min_score=args.min_score, image_info=args.image_info)
+                             category=args.category, min_score=args.min_score, image_info=args.image_info,
+                             with_masks=method == "instagan")
     print(f"inputs: {len(entries)} image(s), {check_entries(entries)} instance(s), all readable")
     model = load_trained(args.workdir, args.checkpoint)
-    forward, _ = model.generators(args.direction)
+    translate = translator(model, args.direction, args.ins_per)
     size = check_size(tuple(args.size or model.config.data.crop_size))
-    ins_per = args.ins_per or model.config.train.ins_per
-    print(f"model: {model.checkpoint} (step {model.step}), {args.direction}; network size {size[0]}x{size[1]}, "
-          f"{ins_per} instance(s) per group")
-    summary = translate_entries(forward, entries, args.out, size=size, ins_per=ins_per, dtype=model.config.model.dtype,
+    groups = f", {args.ins_per or model.config.train.ins_per} instance(s) per group" if method == "instagan" else ""
+    print(f"model: {model.checkpoint} (step {model.step}, {method}), {args.direction}; "
+          f"network size {size[0]}x{size[1]}{groups}")
+    summary = translate_entries(translate, entries, args.out, size=size, dtype=model.config.model.dtype,
                                 title=f"{model.checkpoint} {args.direction}", progress=not args.no_progress)
     print(summary.line())
     return 0

@@ -4,9 +4,15 @@
     print(format_table(results))
 
 Per direction (AtoB: domain A images translated by G_A; BtoA by G_B): background preservation (L1 in
-0-255 units, PSNR in dB, outside the union of the input and translated masks), agreement of each
-translated mask with its input mask (IoU, area ratio), on shapes data the rectangularity of the input
-and translated masks, and with a feature network FID and KID against real images of the target domain.
+0-255 units, PSNR in dB, outside the union of the input and translated masks; for a method without
+masks, such as CycleGAN, outside the input masks), agreement of each translated mask with its input
+mask (IoU, area ratio), on shapes data the rectangularity of the input and translated masks, and with a
+feature network FID and KID against real images of the target domain.
+
+Every method is also scored from its images alone, so that methods with and without masks compare on
+one footing: background outside the input masks, and on shapes data the rectangularity of each object
+as segmented from the translated image (`segment_objects`; its agreement with the true masks on the
+real inputs is reported beside it).
 Masks are binarised at 0 (the middle of [-1, 1]). An infinite PSNR (identical backgrounds) is the
 string "inf" in the JSON, which is otherwise strict JSON (no NaN: an undefined value is null).
 """
@@ -29,6 +35,8 @@ KID_SUBSET_SIZE = 1000  # features per KID subset, fewer when there are under 20
 HELD_OUT_SEED_OFFSET = 1000  # shapes: evaluated on seed = training seed + this
 DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}  # direction -> (source, target) domain
 SHAPE_NAMES = {"A": "round (disc/ellipse)", "B": "angular (square/rectangle)"}
+UNPAIRED_METHODS = ("instagan", "cyclegan")
+SEGMENT_ITERATIONS = 10  # two-colour clustering steps of `segment_objects`
 NO_FEATURES = "FID/KID omitted: no --fid-weights given (docs/EVAL.md says how to get a weights file)"
 
 
@@ -70,6 +78,49 @@ def area_ratio(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
                      where=real_area > 0)
 
 
+def _segment_one(image: np.ndarray, mask: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The object at `mask` as seen in `image` (H,W,C): two-colour clustering (object, background) in a
+    window around the mask, seeded by the colours inside and outside it, other objects' pixels excluded;
+    the connected part that overlaps the mask most."""
+    from scipy import ndimage
+
+    ys, xs = np.nonzero(mask)
+    out = np.zeros(mask.shape, bool)
+    if ys.size == 0:
+        return out
+    margin = max(np.ptp(ys), np.ptp(xs)) // 2 + 2
+    top, bottom = max(ys.min() - margin, 0), min(ys.max() + margin + 1, mask.shape[0])
+    left, right = max(xs.min() - margin, 0), min(xs.max() + margin + 1, mask.shape[1])
+    window = np.asarray(image[top:bottom, left:right], np.float64)
+    inside, allowed = mask[top:bottom, left:right], ~others[top:bottom, left:right]
+    if not (allowed & ~inside).any():
+        return mask.copy()
+    centres = np.stack([window[inside].mean(0), window[allowed & ~inside].mean(0)])
+    for _ in range(SEGMENT_ITERATIONS):
+        distance = np.square(window[:, :, None, :] - centres).sum(-1)  # (h, w, 2)
+        is_object = (distance[..., 0] < distance[..., 1]) & allowed
+        if not is_object.any() or not (allowed & ~is_object).any():
+            break
+        centres = np.stack([window[is_object].mean(0), window[allowed & ~is_object].mean(0)])
+    parts, count = ndimage.label(is_object)
+    if count == 0:
+        return out
+    overlap = np.bincount(parts[inside], minlength=count + 1)[1:]
+    out[top:bottom, left:right] = parts == 1 + int(np.argmax(overlap))
+    return out
+
+
+def segment_objects(images: np.ndarray, masks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Bool (n,H,W) masks of the objects at the valid input masks (B,K,H,W,1), segmented from `images`
+    (B,H,W,C): what a translated image shows where each input object was, whatever the method."""
+    real = binarize(masks)[..., 0]
+    out = []
+    for b, k in zip(*np.nonzero(np.asarray(valid, bool))):
+        others = real[b].any(axis=0) & ~real[b, k]
+        out.append(_segment_one(images[b], real[b, k], others))
+    return np.array(out, bool).reshape(-1, *masks.shape[2:4])
+
+
 def shape_scores(masks: np.ndarray) -> np.ndarray:
     """`rectangularity` of each non-empty bool (n,H,W) mask (empty ones are left out)."""
     return np.array([rectangularity(m) for m in masks if m.any()], np.float64)
@@ -106,6 +157,11 @@ class Tally:
     values: int = 0  # background values (pixels x channels) compared
     pixels: int = 0  # all values of the images
     images: int = 0
+    instances: int = 0
+    outside_input: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # |d|, d^2, values
+    segmented_iou: list = dataclasses.field(default_factory=list)  # segmented real input vs its true mask
+    segmented_in: list = dataclasses.field(default_factory=list)
+    segmented_out: list = dataclasses.field(default_factory=list)
     iou: list = dataclasses.field(default_factory=list)
     area_ratio: list = dataclasses.field(default_factory=list)
     shape_in: list = dataclasses.field(default_factory=list)
@@ -114,40 +170,70 @@ class Tally:
     real_features: list = dataclasses.field(default_factory=list)
     fake_features: list = dataclasses.field(default_factory=list)
 
-    def add(self, real_img, real_masks, valid, out, shapes: bool) -> None:
-        """One batch: input images (B,H,W,C), masks (B,K,H,W,1) in selection order with validity, and
-        its `inference.Translation`."""
-        diff = background_difference(real_img, out.fake_img, np.max(real_masks, axis=1), out.fake_union)
+    def add(self, real_img, real_masks, valid, fake_img, fake_masks=None, shapes: bool = False) -> None:
+        """One batch: input images (B,H,W,C), masks (B,K,H,W,1) in selection order with validity, the
+        translated images and (a method with masks) the translated masks in the same slots."""
+        real_union = np.max(real_masks, axis=1)
+        outside = background_difference(real_img, fake_img, real_union, real_union)
+        self.outside_input = [self.outside_input[0] + float(np.abs(outside).sum()),
+                              self.outside_input[1] + float(np.square(outside).sum()), self.outside_input[2] + outside.size]
+        if fake_masks is None:
+            diff = outside
+        else:
+            from instagan_jax.methods.instagan.losses import merge_masks
+
+            diff = background_difference(real_img, fake_img, real_union, np.asarray(merge_masks(fake_masks)))
         self.abs_sum += float(np.abs(diff).sum())
         self.sq_sum += float(np.square(diff).sum())
         self.values += diff.size
         self.pixels += np.asarray(real_img).size
         self.images += len(real_img)
-        real, fake = mask_pairs(real_masks, out.fake_masks, valid)
-        self.iou.extend(iou(real, fake))
-        self.area_ratio.extend(area_ratio(real, fake))
+        real = binarize(real_masks)[np.asarray(valid, bool)][..., 0]
+        self.instances += len(real)
+        if fake_masks is not None:
+            real, fake = mask_pairs(real_masks, fake_masks, valid)
+            self.iou.extend(iou(real, fake))
+            self.area_ratio.extend(area_ratio(real, fake))
         if shapes:
+            seen_in = segment_objects(np.asarray(real_img), real_masks, valid)
+            seen_out = segment_objects(np.asarray(fake_img), real_masks, valid)
+            self.segmented_iou.extend(iou(real, seen_in))
+            self.segmented_in.extend(shape_scores(seen_in))
+            self.segmented_out.extend(shape_scores(seen_out))
             self.shape_in.extend(shape_scores(real))
-            self.shape_out.extend(shape_scores(fake))
-            self.empty_out += int((~fake.any(axis=(1, 2))).sum())
+            if fake_masks is not None:
+                self.shape_out.extend(shape_scores(fake))
+                self.empty_out += int((~fake.any(axis=(1, 2))).sum())
 
-    def summary(self, target: str, shapes: bool) -> dict[str, Any]:
-        """The direction's numbers (JSON-ready except for an infinite PSNR)."""
-        mean_sq = self.sq_sum / self.values if self.values else math.nan
+    def summary(self, target: str, shapes: bool, masks: bool = True) -> dict[str, Any]:
+        """The direction's numbers (JSON-ready except for an infinite PSNR); `masks`: the method
+        translated masks (else mask and mask-shape results are left out)."""
         result = {
-            "images": self.images, "instances": len(self.iou),
-            "background": {"l1": self.abs_sum / self.values if self.values else None,
-                           "psnr_db": psnr(mean_sq) if self.values else None,
-                           "fraction": self.values / self.pixels if self.pixels else None},
-            "masks": {"iou": distribution(self.iou), "area_ratio": distribution(self.area_ratio)},
+            "images": self.images, "instances": self.instances,
+            "background": _background(self.abs_sum, self.sq_sum, self.values, self.pixels),
+            "background_outside_input": _background(*self.outside_input, self.pixels),
         }
-        if shapes:
+        if masks:
+            result["masks"] = {"iou": distribution(self.iou), "area_ratio": distribution(self.area_ratio)}
+        if shapes and masks:
             result["shape"] = {"target": SHAPE_NAMES[target], "threshold": SHAPE_THRESHOLD,
                                "irregular_below": IRREGULAR_BELOW,
                                "input": shape_summary(np.array(self.shape_in), target),
                                "translated": shape_summary(np.array(self.shape_out), target),
                                "empty_translated": self.empty_out}
+        if shapes:
+            result["image_shape"] = {"target": SHAPE_NAMES[target],
+                                     "segmentation_iou_on_inputs": distribution(self.segmented_iou),
+                                     "input": shape_summary(np.array(self.segmented_in), target),
+                                     "translated": shape_summary(np.array(self.segmented_out), target)}
         return result
+
+
+def _background(abs_sum: float, sq_sum: float, values: int, pixels: int) -> dict[str, float | None]:
+    """Mean |difference| and PSNR of the compared background values, and their share of all values."""
+    if not values:
+        return {"l1": None, "psnr_db": None, "fraction": None}
+    return {"l1": abs_sum / values, "psnr_db": psnr(sq_sum / values), "fraction": values / pixels}
 
 
 def feature_distances(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
@@ -172,25 +258,41 @@ def batches(count: int, batch_size: int) -> list[list[int]]:
     return out
 
 
-def translate_source(forward, backward, source, count: int, *, transform, batch_size: int, ins_per: int,
-                     shapes: bool, features=None, bar=None) -> Tally:
+def translator(model, direction: str):
+    """`translate(img, masks) -> (translated images, translated masks or None)` of a run's method."""
+    forward, backward = model.generators(direction)
+    if model.config.method == "cyclegan":
+        from instagan_jax.methods import cyclegan
+
+        return lambda img, masks: (cyclegan.translate(forward, img), None)
+    from instagan_jax.methods.instagan.inference import translate
+
+    def translate_sets(img, masks):
+        out = translate(forward, backward, img, masks, ins_per=model.config.train.ins_per)
+        return out.fake_img, out.fake_masks
+
+    return translate_sets
+
+
+def translate_source(translate, source, count: int, *, transform, batch_size: int, shapes: bool,
+                     features=None, bar=None) -> Tally:
     """Translate the first `count` records of `source` in batches and tally the metrics."""
     from instagan_jax.data.transforms import transform_record
     from instagan_jax.methods.instagan import instances
-    from instagan_jax.methods.instagan.inference import translate
 
     tally = Tally()
     for indices in batches(count, min(batch_size, count)):
         examples = [transform_record(source[i], transform) for i in indices]
         img, masks = np.stack([e["img"] for e in examples]), np.stack([e["masks"] for e in examples])
         n = min(len(indices), count - tally.images)
-        out = translate(forward, backward, img, masks, ins_per=ins_per)
+        fake_img, fake_masks = translate(img, masks)
         selected, valid = instances.select_largest(masks, masks.shape[1])
-        out = type(out)(*(np.asarray(x)[:n] for x in out))
-        tally.add(img[:n], np.asarray(selected)[:n], np.asarray(valid)[:n], out, shapes)
+        fake_img = np.asarray(fake_img)[:n]
+        fake_masks = None if fake_masks is None else np.asarray(fake_masks)[:n]
+        tally.add(img[:n], np.asarray(selected)[:n], np.asarray(valid)[:n], fake_img, fake_masks, shapes)
         if features is not None:
             tally.real_features.append(features(img[:n]))
-            tally.fake_features.append(features(out.fake_img))
+            tally.fake_features.append(features(fake_img))
         if bar is not None:
             bar.update(n)
     return tally
@@ -205,6 +307,9 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
     from instagan_jax.data.transforms import TransformConfig
     from instagan_jax.nn.build import x64_scope
 
+    if model.config.method not in UNPAIRED_METHODS:
+        raise ValueError(f"instagan eval scores unpaired translation ({', '.join(UNPAIRED_METHODS)}); this run's "
+                         f"method is {model.config.method}")
     d, t = model.config.data, model.config.train
     transform = TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=False, ins_max=t.ins_max)
     counts = {domain: min(num, len(sources[domain])) for domain in sources}
@@ -213,15 +318,18 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
                                                   disable=not progress) as bar:
         for direction, (source, _) in DOMAINS.items():
             bar.set_description(f"eval {direction}")
-            forward, backward = model.generators(direction)
-            tallies[direction] = translate_source(forward, backward, sources[source], counts[source],
-                                                  transform=transform, batch_size=batch_size, ins_per=t.ins_per,
-                                                  shapes=shapes, features=features, bar=bar)
-    results = {direction: tallies[direction].summary(target, shapes) for direction, (_, target) in DOMAINS.items()}
+            tallies[direction] = translate_source(translator(model, direction), sources[source], counts[source],
+                                                  transform=transform, batch_size=batch_size, shapes=shapes,
+                                                  features=features, bar=bar)
+    masks = model.config.method == "instagan"
+    results = {direction: tallies[direction].summary(target, shapes, masks) for direction, (_, target) in DOMAINS.items()}
     for direction, other in (("AtoB", "BtoA"), ("BtoA", "AtoB")):  # real target data = the other's inputs
         target = DOMAINS[direction][1]
-        if shapes:
+        if shapes and masks:
             results[direction]["shape"]["target_real"] = shape_summary(np.array(tallies[other].shape_in), target)
+        if shapes:
+            results[direction]["image_shape"]["target_real"] = shape_summary(np.array(tallies[other].segmented_in),
+                                                                             target)
         if features is not None:
             results[direction].update(feature_distances(np.concatenate(tallies[direction].fake_features),
                                                         np.concatenate(tallies[other].real_features)))
@@ -347,10 +455,10 @@ def _quartiles(d: dict[str, Any]) -> str:
     return f"{_number(d['mean'])} [{_number(d['q25'])} {_number(d['median'])} {_number(d['q75'])}]"
 
 
-def _before_after(field: str):
-    """A table cell 'input -> translated (real target)' of one field of the shape results."""
+def _before_after(field: str, section: str = "shape"):
+    """A table cell 'input -> translated (real target)' of one field of the (image) shape results."""
     def cell(r: dict[str, Any]) -> str:
-        parts = [r["shape"].get(side) or SHAPE_UNKNOWN for side in ("input", "translated", "target_real")]
+        parts = [r[section].get(side) or SHAPE_UNKNOWN for side in ("input", "translated", "target_real")]
         values = [p[field] if field.endswith("fraction") else p["rectangularity"][field] for p in parts]
         return f"{_number(values[0])} -> {_number(values[1])} ({_number(values[2])})"
 
@@ -363,6 +471,9 @@ TABLE_ROWS = (
     ("background L1 (0-255)", lambda r: _number(r["background"]["l1"], 2)),
     ("background PSNR (dB)", lambda r: _number(r["background"]["psnr_db"], 2)),
     ("background fraction of pixels", lambda r: _number(r["background"]["fraction"])),
+    ("PSNR outside the input masks (dB)", lambda r: _number(r["background_outside_input"]["psnr_db"], 2)),
+)
+MASK_ROWS = (
     ("mask IoU mean [q25 median q75]", lambda r: _quartiles(r["masks"]["iou"])),
     ("mask area ratio out/in mean [q25 median q75]", lambda r: _quartiles(r["masks"]["area_ratio"])),
 )
@@ -373,6 +484,11 @@ SHAPE_ROWS = (
     ("target-shape fraction in -> out (real target)", _before_after("target_fraction")),
     ("irregular fraction in -> out (real target)", _before_after("irregular_fraction")),
     ("empty translated masks", lambda r: str(r["shape"]["empty_translated"])),
+)
+IMAGE_SHAPE_ROWS = (
+    ("objects segmented from images: IoU on inputs", lambda r: _quartiles(r["image_shape"]["segmentation_iou_on_inputs"])),
+    ("  rectangularity mean in -> out (real target)", _before_after("mean", "image_shape")),
+    ("  target-shape fraction in -> out (real target)", _before_after("target_fraction", "image_shape")),
 )
 FEATURE_ROWS = (
     ("FID", lambda r: _number(r.get("fid"), 2)),
@@ -385,8 +501,12 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """The results as rows of cells: a header ('', directions...), then one row per number."""
     directions = results["directions"]
     rows = list(TABLE_ROWS)
+    if all("masks" in r for r in directions.values()):
+        rows += MASK_ROWS
     if all("shape" in r for r in directions.values()):
         rows += SHAPE_ROWS
+    if all("image_shape" in r for r in directions.values()):
+        rows += IMAGE_SHAPE_ROWS
     if results.get("feature_network"):
         rows += FEATURE_ROWS
     return [("", *directions)] + [(label, *(value(r) for r in directions.values())) for label, value in rows]

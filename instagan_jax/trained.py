@@ -73,6 +73,19 @@ def _named_config(checkpoints: Checkpoints, step: int) -> dict:
         raise ValueError(f"{checkpoints.mark_damaged(step, err)}: choose another step in {checkpoints.directory}") from err
 
 
+def saved_config(workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> Config:
+    """The config saved with a run's newest (or one) checkpoint, without reading any array."""
+    run, step = locate(workdir, checkpoint)
+    checkpoints = Checkpoints(run, read_only=True)
+    try:
+        if not checkpoints.steps():
+            raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
+        saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
+    finally:
+        checkpoints.close()
+    return config_from_dict(with_defaults(saved))
+
+
 def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
                   sharding: jax.sharding.Sharding | None = None):
     """(config, step, TrainState, checkpoint folder) of a run: its newest good checkpoint, or the one named.

@@ -1,15 +1,16 @@
-"""`instagan translate`: translate images and their instance masks with a trained run.
+"""`instagan translate`: translate images (and, for InstaGAN, their instance masks) with a trained run.
 
 Every input is read once up front (a missing or corrupt file, or a mask whose size differs from its
-image, is named before the model loads). Each image is then resized to the network's size, its masks
-ordered largest first and translated `ins_per` at a time by one compiled scan
-(`inference.translate_forward`), and the outputs are resized back to the image's size. In `out`:
+image, is named before the model loads). Each image is then resized to the network's size and
+translated by the run's method (`translator`): InstaGAN orders its masks largest first and translates
+them `ins_per` at a time by one compiled scan (`inference.translate_forward`); CycleGAN and pix2pix
+translate the image alone. The outputs are resized back to the image's size. In `out`:
 
     images/NAME.png            translated image
     images_seg/NAME_<i>.png    translated mask of input instance i (0/255), so `out` is itself in the
-                               reference layout and `instagan translate out/images` works
-    merged/NAME.png            union of the translated masks
-    side_by_side/NAME.png      input | input masks | output | output masks
+                               reference layout and `instagan translate out/images` works (InstaGAN)
+    merged/NAME.png            union of the translated masks (InstaGAN)
+    side_by_side/NAME.png      input | input masks | output | output masks (InstaGAN); input | output
     index.html                 a gallery of the whole run
 """
 
@@ -27,6 +28,7 @@ from instagan_jax.data.inputs import (
     Entry,
     detection_entries,
     folder_entries,
+    image_entries,
     layout_entries,
 )
 from instagan_jax.data.transforms import (
@@ -37,6 +39,7 @@ from instagan_jax.data.transforms import (
 )
 from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
 
+TRANSLATE_KEY = 0  # pix2pix's test-time dropout: one fixed seed, so a translation can be repeated
 RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
 GALLERY_COLUMNS = ("image", "instances", "input | input masks | output | output masks", "files")
 
@@ -49,7 +52,7 @@ class Written:
     instances: int
     image: Path
     masks: tuple[Path, ...]
-    merged: Path
+    merged: Path | None  # None for a method without masks
     side_by_side: Path
 
 
@@ -59,22 +62,31 @@ class Summary:
 
     images: int
     instances: int
-    without_instances: int
+    without_instances: int  # images with masks of none (InstaGAN); 0 for a method without masks
     seconds: float
     gallery: Path
+    masks: bool = True  # whether the method translated masks
 
     def line(self) -> str:
         """The command's final summary line."""
         alone = f"; {self.without_instances} without instances, translated alone" if self.without_instances else ""
-        return (f"translated {self.images} image(s) with {self.instances} instance(s) in {self.seconds:.1f} s"
-                f"{alone}; gallery: {self.gallery}")
+        what = f" with {self.instances} instance(s)" if self.masks else ""
+        return f"translated {self.images} image(s){what} in {self.seconds:.1f} s{alone}; gallery: {self.gallery}"
 
 
 def gather_entries(inputs: str | Path, direction: str, *, masks: str | Path | None = None,
                    detections: str | Path | None = None, category: str | None = None,
-                   min_score: float = 0.5, image_info: str | Path | None = None) -> list[Entry]:
+                   min_score: float = 0.5, image_info: str | Path | None = None,
+                   with_masks: bool = True) -> list[Entry]:
     """The images to translate: `inputs` with masks in a folder (`masks`), from a COCO results file
-    (`detections`, `category`, `min_score`, `image_info`), or else in the reference layout."""
+    (`detections`, `category`, `min_score`, `image_info`), or else in the reference layout; without
+    masks (`with_masks` false, a method that translates images alone) every image of `inputs`."""
+    if not with_masks:
+        given = [flag for flag, value in (("--masks", masks), ("--detections", detections), ("--category", category),
+                                          ("--image-info", image_info)) if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: this run's method translates images alone (no instance masks)")
+        return image_entries(inputs, direction)
     if masks is not None and detections is not None:
         raise ValueError("give masks either as a folder (--masks) or as COCO results (--detections), not both")
     if detections is not None:
@@ -110,8 +122,11 @@ def to_network(image: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]
 
 
 def from_network(fake_img, fake_masks, order: np.ndarray, shape: tuple[int, int]):
-    """The translated image (H,W,3) uint8 at `shape` and its masks, 0/255 (H,W), in input order."""
+    """The translated image (H,W,3) uint8 at `shape` and its masks, 0/255 (H,W), in input order
+    (none when `fake_masks` is None)."""
     image = resize(to_uint8(np.asarray(fake_img)[0]), shape, RESIZE_FILTER)
+    if fake_masks is None:
+        return image, []
     masks = [None] * len(order)
     for slot, index in enumerate(order):
         soft = resize_mask(to_uint8(np.asarray(fake_masks)[0, slot])[..., 0], shape, RESIZE_FILTER)
@@ -126,8 +141,11 @@ def union(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
 
 
 def write_outputs(out: Path, name: str, image: np.ndarray, masks: list[np.ndarray],
-                  fake_image: np.ndarray, fake_masks: list[np.ndarray]) -> Written:
-    """Write one image's PNGs (see the module doc), each atomically."""
+                  fake_image: np.ndarray, fake_masks: list[np.ndarray] | None) -> Written:
+    """Write one image's PNGs (see the module doc), each atomically; `fake_masks` None: image alone."""
+    if fake_masks is None:
+        return Written(name, 0, save_png(fake_image, out / "images" / f"{name}.png"), (), None,
+                       save_png(join_tiles([image, fake_image]), out / "side_by_side" / f"{name}.png"))
     shape = image.shape[:2]
     merged = union(fake_masks, shape)
     tiles = [image, union(masks, shape), fake_image, merged]
@@ -149,9 +167,10 @@ def gallery_html(written: list[Written], out: Path, title: str) -> str:
     rows = []
     for item in written:
         side = quote(item.side_by_side.relative_to(out).as_posix())
-        files = [_link(item.image, out, "image"), _link(item.merged, out, "merged mask")]
+        files = [_link(item.image, out, "image")]
+        files += [_link(item.merged, out, "merged mask")] if item.merged is not None else []
         files += [_link(path, out, f"mask {i}") for i, path in enumerate(item.masks)]
-        count = str(item.instances) if item.instances else "0 (image translated alone)"
+        count = str(item.instances) if item.instances or item.merged is None else "0 (image translated alone)"
         thumbnail = f'<a href="{side}"><img src="{side}" alt="{html.escape(item.name)}"></a>'
         cells = [html.escape(item.name), count, thumbnail, " ".join(files)]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
@@ -163,12 +182,35 @@ def gallery_html(written: list[Written], out: Path, title: str) -> str:
             + "\n</table></body></html>\n")
 
 
-def translate_entries(forward, entries: list[Entry], out: str | Path, *, size: tuple[int, int], ins_per: int,
+def instagan_translator(forward, ins_per: int):
+    """`translate(img, slots) -> (image, masks)` of an InstaGAN generator, `ins_per` masks per group."""
+    from instagan_jax.methods.instagan.inference import translate_forward
+
+    return lambda img, slots: translate_forward(forward, img, slots, ins_per=ins_per)
+
+
+def translator(model, direction: str, ins_per: int | None = None):
+    """`translate(img (1,H,W,3), slots (1,K,H,W,1)) -> (image, masks or None)` of a trained run's method."""
+    method = model.config.method
+    if method == "pix2pix":
+        from instagan_jax.methods import pix2pix
+
+        if direction != "AtoB":
+            raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
+        return lambda img, _: (pix2pix.translate(model.networks["G"], img, TRANSLATE_KEY), None)
+    forward, _ = model.generators(direction)
+    if method == "cyclegan":
+        from instagan_jax.methods import cyclegan
+
+        return lambda img, _: (cyclegan.translate(forward, img), None)
+    return instagan_translator(forward, ins_per or model.config.train.ins_per)
+
+
+def translate_entries(translate, entries: list[Entry], out: str | Path, *, size: tuple[int, int],
                       dtype: str = "float32", title: str = "instagan translate", progress: bool = True) -> Summary:
-    """Translate every entry with the generator `forward` (see the module doc) and write the gallery."""
+    """Translate every entry with `translate` (see `translator` and the module doc) and write the gallery."""
     from tqdm import tqdm
 
-    from instagan_jax.methods.instagan.inference import translate_forward
     from instagan_jax.nn.build import x64_scope
 
     out, start, written = Path(out).resolve(), time.perf_counter(), []
@@ -176,9 +218,11 @@ def translate_entries(forward, entries: list[Entry], out: str | Path, *, size: t
         for entry in tqdm(entries, desc="translate", unit="image", disable=not progress):
             image, masks = entry.read()
             img, slots, order = to_network(image, masks, size)
-            fake_img, fake_masks = translate_forward(forward, img.astype(dtype), slots.astype(dtype), ins_per=ins_per)
+            fake_img, fake_masks = translate(img.astype(dtype), slots.astype(dtype))
             fake_image, fake_mask_list = from_network(fake_img, fake_masks, order, image.shape[:2])
-            written.append(write_outputs(out, entry.name, image, masks, fake_image, fake_mask_list))
+            written.append(write_outputs(out, entry.name, image, masks, fake_image,
+                                         None if fake_masks is None else fake_mask_list))
     gallery = write_text(out / "index.html", gallery_html(written, out, title))
-    return Summary(len(written), sum(w.instances for w in written), sum(not w.instances for w in written),
-                   time.perf_counter() - start, gallery)
+    masks = any(w.merged is not None for w in written)
+    return Summary(len(written), sum(w.instances for w in written),
+                   sum(not w.instances for w in written) if masks else 0, time.perf_counter() - start, gallery, masks)

@@ -16,7 +16,7 @@ from instagan_jax.cli import main
 from instagan_jax.data.inputs import detection_entries, folder_entries, layout_entries
 from instagan_jax.methods.instagan import inference
 from instagan_jax.trained import load_trained
-from instagan_jax.translate import check_entries, translate_entries
+from instagan_jax.translate import check_entries, translate_entries, translator
 
 SIZE = (32, 32)  # the tiny run's crop size
 
@@ -57,7 +57,7 @@ def _layout(root: Path, split: str = "testA") -> Path:
 
 
 def _run(model, entries, out, ins_per=1):
-    return translate_entries(model.generators("AtoB")[0], entries, out, size=SIZE, ins_per=ins_per, progress=False)
+    return translate_entries(translator(model, "AtoB", ins_per), entries, out, size=SIZE, progress=False)
 
 
 def _png(path: Path) -> np.ndarray:

@@ -80,12 +80,24 @@ def folder_entries(image_dir: str | Path, mask_dir: str | Path) -> list[Entry]:
             for name, image, masks in scan_folder(Path(image_dir), Path(mask_dir))]
 
 
+def source_folder(folder: str | Path, direction: str) -> Path:
+    """`folder`, or its `testA` / `testB` (picked by `direction`, 'AtoB' / 'BtoA') when it holds them."""
+    folder = Path(folder).resolve()
+    test = folder / f"test{direction[0]}"
+    return test if test.is_dir() else folder
+
+
+def image_entries(folder: str | Path, direction: str) -> list[Entry]:
+    """Every image under `folder` (or its test split, as `source_folder`), without masks: the inputs of
+    a method that translates images alone; `DataError` when the folder is missing or holds no image."""
+    image_dir = source_folder(folder, direction)
+    return [Entry(name, image_dir / rel, ()) for name, rel in image_index(image_dir).items()]
+
+
 def layout_entries(folder: str | Path, direction: str) -> list[Entry]:
     """A reference-layout folder `X` with masks in the sibling `X_seg`; or a data root holding
     `testA` / `testB`, of which `direction` ('AtoB' / 'BtoA') picks the source domain."""
-    folder = Path(folder).resolve()
-    test = folder / f"test{direction[0]}"
-    image_dir = test if test.is_dir() else folder
+    image_dir = source_folder(folder, direction)
     return folder_entries(image_dir, image_dir.parent / f"{image_dir.name}_seg")
 
 
