@@ -117,7 +117,9 @@ def _translate(args: argparse.Namespace) -> int:
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info,
                              with_masks=method == "instagan")
-    print(f"inputs: {len(entries)} image(s), {check_entries(entries)} instance(s), all readable")
+    instances = check_entries(entries)
+    print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method == "instagan" else "")
+          + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)
     translate = translator(model, args.direction, args.ins_per)
     size = check_size(tuple(args.size or model.config.data.crop_size))

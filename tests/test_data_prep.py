@@ -1,4 +1,4 @@
-"""data_prep/ and `instagan prepare`: CCP, MHP, COCO and shapes into the folder layout or TFDS."""
+"""`instagan prepare`: CCP, MHP, COCO and shapes into the folder layout or TFDS."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from instagan_jax.data import FolderSource, TransformConfig, transform_record
 from instagan_jax.data.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from data_prep import ccp as ccp_script  # noqa: E402
-from data_prep import coco as coco_script  # noqa: E402
-from data_prep import mhp as mhp_script  # noqa: E402
+
+
+def _prepare(dataset: str, args: list[str]) -> int:
+    return cli_main(["prepare", dataset, *args])
 
 
 def _count(folder: Path) -> int:
@@ -27,7 +27,7 @@ def _count(folder: Path) -> int:
 
 def test_ccp_on_shared_data(tmp_path):
     raw = require(SHARED_DATA / "ccp_jeans_skirt")
-    assert ccp_script.main(["--root", str(raw), "--out", str(tmp_path)]) == 0
+    assert _prepare("ccp", ["--root", str(raw), "--out", str(tmp_path)]) == 0
     counts = {split: _count(tmp_path / split) for split in ("trainA", "trainB", "valA", "valB")}
     assert counts["trainA"] == 155 and counts["trainB"] == 167
     assert counts["valA"] + counts["valB"] >= 40 and _count(tmp_path / "valA_seg") == 0
@@ -81,7 +81,7 @@ def test_mhp_on_a_fake_layout(tmp_path, capsys):
     raw = tmp_path / "raw"
     write_fake_mhp(raw)
     out = tmp_path / "out"
-    assert mhp_script.main(["--root", str(raw), "--out", str(out), "--size", "60", "30"]) == 0
+    assert _prepare("mhp", ["--root", str(raw), "--out", str(out), "--size", "60", "30"]) == 0
     report = capsys.readouterr().out
     assert "trainA: 1 images; dropped 1 images (landscape: 1)\n" in report
     assert "testA: 1 images; dropped 1 images (no mask left: 1), 1 masks (outside the crop: 1)\n" in report
@@ -92,20 +92,20 @@ def test_mhp_on_a_fake_layout(tmp_path, capsys):
     assert a[0].image.shape == (60, 30, 3) and a[0].masks[0].shape == (60, 30)
     assert [name for name, _, _ in FolderSource(out, "test", "A").entries] == ["0005"]  # 0004's mask is cropped away
     wide = tmp_path / "wide"
-    assert mhp_script.main(["--root", str(raw), "--out", str(wide), "--size", "60", "30", "--no-skip-horizontal"]) == 0
+    assert _prepare("mhp", ["--root", str(raw), "--out", str(wide), "--size", "60", "30", "--no-skip-horizontal"]) == 0
     assert [name for name, _, _ in FolderSource(wide, "train", "A").entries] == ["0001", "0003"]
-    assert mhp_script.main(["--root", str(raw), "--out", str(wide), "--cat-a", "jeans"]) == 2
+    assert _prepare("mhp", ["--root", str(raw), "--out", str(wide), "--cat-a", "jeans"]) == 2
 
 
 def test_coco_script_on_shared_samples_as_folder(tmp_path):
     folder = require(SHARED_DATA / "icevision_coco_samples")
     args = ["--root", str(folder), "--split", "train:annotations.json:images", "--format", "folder",
             "--cat-a", "person"]
-    assert coco_script.main([*args, "--cat-b", "bottle", "--out", str(tmp_path)]) == 0
+    assert _prepare("coco", [*args, "--cat-b", "bottle", "--out", str(tmp_path)]) == 0
     people = FolderSource(tmp_path, "train", "A")
     assert len(people) == 2 and people[0].image.shape == (256, 256, 3)
     assert all(m.any() for i in range(len(people)) for m in people[i].masks)
-    assert coco_script.main([*args, "--cat-b", "unicorn", "--out", str(tmp_path / "x")]) == 2
+    assert _prepare("coco", [*args, "--cat-b", "unicorn", "--out", str(tmp_path / "x")]) == 2
 
 
 def test_prepare_coco_tfds_and_shapes_cli(tmp_path):
