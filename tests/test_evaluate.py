@@ -69,6 +69,31 @@ def test_distribution_and_target_fraction():
     assert evaluate.IRREGULAR_BELOW < np.pi / 4 < evaluate.SHAPE_THRESHOLD < 1.0
 
 
+def test_objects_segmented_from_real_shapes_images_match_their_masks():
+    """The image-only shape measure's segmenter recovers the true masks of real shapes images (disc and
+    square domains), and its rectangularity separates the shapes as the true masks do."""
+    from instagan_jax.data.shapes import shapes_record
+
+    for domain, angular in (("A", False), ("B", True)):
+        images, masks, valid = [], [], []
+        for index in range(12):
+            image, instance_masks = shapes_record(domain, index, seed=7, height=72, width=72, max_instances=2,
+                                                  object_size=(0.1, 0.25))
+            slots = -np.ones((2, 72, 72, 1), np.float32)
+            for k, mask in enumerate(instance_masks):
+                slots[k, mask] = 1.0
+            images.append(image / 127.5 - 1.0)
+            masks.append(slots)
+            valid.append([k < len(instance_masks) for k in range(2)])
+        masks, valid = np.stack(masks), np.array(valid)
+        seen = evaluate.segment_objects(np.stack(images), masks, valid)
+        truth = evaluate.binarize(masks)[valid][..., 0]
+        assert seen.shape == truth.shape
+        assert np.median(evaluate.iou(truth, seen)) > 0.97, domain
+        scores = evaluate.shape_scores(seen)
+        assert np.mean(scores >= evaluate.SHAPE_THRESHOLD) > 0.6 if angular else np.mean(scores < evaluate.SHAPE_THRESHOLD) > 0.9
+
+
 def test_batches_have_one_shape():
     assert evaluate.batches(5, 2) == [[0, 1], [2, 3], [4, 4]]
     assert evaluate.batches(2, 4) == [[0, 1, 1, 1]]
@@ -118,7 +143,8 @@ def test_eval_command_on_a_tiny_run(tiny_run, tmp_path, capsys):
     for direction in ("AtoB", "BtoA"):
         r = results["directions"][direction]
         assert r["images"] == 3 and r["instances"] >= 3
-        assert set(r) == {"images", "instances", "background", "masks", "shape", "fid", "kid"}
+        assert set(r) == {"images", "instances", "background", "background_outside_input", "masks", "shape",
+                          "image_shape", "fid", "kid"}
         assert r["background"]["l1"] >= 0 and r["fid"] >= 0 and set(r["kid"]) == {"mean", "std", "subset_size"}
         assert set(r["shape"]["input"]) == {"rectangularity", "target_fraction", "irregular_fraction"}
     # AtoB's inputs are discs and ellipses, its real targets (BtoA's inputs) squares and rectangles
