@@ -75,6 +75,7 @@ class Config:
     """A whole run."""
 
     name: str = "default"
+    method: str = "instagan"  # a name of `instagan_jax.methods.NAMES`
     model: ModelConfig = ModelConfig()
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
