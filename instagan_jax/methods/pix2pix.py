@@ -148,6 +148,9 @@ class Spec:
     width: int
     iters_per_epoch: float = 1.0
 
+    def __post_init__(self) -> None:
+        num_downs_for(self.height, self.width)  # ValueError for sizes the U-Net cannot take
+
     @property
     def num_downs(self) -> int:
         return num_downs_for(self.height, self.width)
@@ -163,7 +166,6 @@ class Spec:
 def make_spec(config, iters_per_epoch: float = 1.0) -> Spec:
     """The spec of a run's config (its model, loss and train sections; the size from data.crop_size)."""
     height, width = config.data.crop_size
-    num_downs_for(height, width)
     return Spec(config.model, config.loss, config.train, height, width, float(iters_per_epoch))
 
 
