@@ -14,7 +14,13 @@ yields img_A (input) and img_B (target) cropped and flipped alike (`data.paired`
 from instagan_jax.data.coco import CocoSource, ann_to_mask, coco_sources, load_coco
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.folder import FolderSource, scan_domain, write_folder
-from instagan_jax.data.paired import AlignedSource, PairedLoader, PairSource, ZippedPairs, transform_pair
+from instagan_jax.data.paired import (
+    AlignedSource,
+    PairedLoader,
+    PairSource,
+    ZippedPairs,
+    transform_pair,
+)
 from instagan_jax.data.pipeline import PairLoader, stack_batch
 from instagan_jax.data.records import EncodedRecord, Record, RecordSource
 from instagan_jax.data.shapes import ShapesSource, rectangularity, shapes_record
@@ -22,9 +28,8 @@ from instagan_jax.data.sources import open_paired, open_sources
 from instagan_jax.data.transforms import TransformConfig, transform_record
 
 __all__ = [
-    "AlignedSource", "PairSource", "PairedLoader", "ZippedPairs", "open_paired", "transform_pair",
-    "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "Record", "RecordSource",
-    "ShapesSource", "SkipLog", "TransformConfig", "ann_to_mask", "coco_sources", "load_coco",
-    "open_sources", "rectangularity", "scan_domain", "shapes_record", "stack_batch", "transform_record",
-    "write_folder",
+    "AlignedSource", "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "PairSource",
+    "PairedLoader", "Record", "RecordSource", "ShapesSource", "SkipLog", "TransformConfig", "ZippedPairs",
+    "ann_to_mask", "coco_sources", "load_coco", "open_paired", "open_sources", "rectangularity", "scan_domain",
+    "shapes_record", "stack_batch", "transform_pair", "transform_record", "write_folder",
 ]

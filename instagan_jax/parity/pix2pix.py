@@ -20,7 +20,14 @@ from instagan_jax.config import TrainConfig
 from instagan_jax.methods import pix2pix
 from instagan_jax.nn.build import ModelConfig, apply, x64_scope
 from instagan_jax.nn.losses import LossWeights
-from instagan_jax.parity.common import Check, Checker, keys_under, parse_tolerances, to_nchw, to_nhwc
+from instagan_jax.parity.common import (
+    Check,
+    Checker,
+    keys_under,
+    parse_tolerances,
+    to_nchw,
+    to_nhwc,
+)
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 # state tensors by what changes them, judged separately (all as Adam-updated values)
