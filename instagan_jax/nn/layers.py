@@ -119,8 +119,8 @@ def _k4_phases(taps: jax.Array, tap_axis: int, axis: int) -> jax.Array:
     Output 2m takes tap 1 of input m and tap 3 of input m-1; output 2m+1 takes tap 2 of input m and
     tap 0 of input m+1. `tap_axis` (removed) indexes the taps along this spatial axis.
     """
-    def tap(k):
-        return jnp.take(taps, k, axis=tap_axis)
+    def tap(k):  # a static slice: its transpose is a pad (jnp.take's would be a scatter XLA constant-folds slowly)
+        return lax.index_in_dim(taps, k, axis=tap_axis, keepdims=False)
 
     even = tap(1) + _shift_down(tap(3), axis)
     odd = tap(2) + _shift_up(tap(0), axis)
