@@ -209,3 +209,17 @@ def test_aligned_folder_split_and_errors(tmp_path):
     (tmp_path / "bad" / "z.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"z\.png"):
         data.AlignedSource(tmp_path, "bad")[0]
+
+
+def test_pix2pix_shapes_config_selects_the_method_and_paired_shapes():
+    from instagan_jax.config import load_config
+
+    config = load_config("pix2pix_shapes", ["data.options.size=4"])
+    assert methods.get(config.method).data == "paired" and config.model.dropout
+    spec = methods.get(config.method).make_spec(config, 4)
+    assert (spec.height, spec.width, spec.num_downs) == (64, 64, 6)
+    pairs = data.open_paired(config.data.kind, **config.data.options)
+    cfg = data.TransformConfig(load_size=config.data.load_size, crop_size=config.data.crop_size,
+                               flip=config.data.flip, ins_max=0)
+    batch = next(data.PairedLoader(pairs, batch_size=2, transform=cfg, seed=0, num_threads=0))
+    assert batch["img_A"].shape == batch["img_B"].shape == (2, 64, 64, 3)
