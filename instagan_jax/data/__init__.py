@@ -6,20 +6,30 @@ transforms, and a grain loader of unpaired A/B batches with a resumable state.
     loader = data.PairLoader(a, b, batch_size=4, transform=data.TransformConfig(ins_max=4), seed=0)
     batch = next(loader)          # img_A (B,H,W,3), masks_A (B,K,H,W,1), valid_A (B,K), id_A, ... B
     state = loader.get_state()    # JSON-serialisable; loader.set_state(state) resumes exactly
+
+Paired methods (pix2pix) read aligned pairs: `data.PairedLoader(data.open_paired(kind, **options), ...)`
+yields img_A (input) and img_B (target) cropped and flipped alike (`data.paired`).
 """
 
 from instagan_jax.data.coco import CocoSource, ann_to_mask, coco_sources, load_coco
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.folder import FolderSource, scan_domain, write_folder
+from instagan_jax.data.paired import (
+    AlignedSource,
+    PairedLoader,
+    PairSource,
+    ZippedPairs,
+    transform_pair,
+)
 from instagan_jax.data.pipeline import PairLoader, stack_batch
 from instagan_jax.data.records import EncodedRecord, Record, RecordSource
 from instagan_jax.data.shapes import ShapesSource, rectangularity, shapes_record
-from instagan_jax.data.sources import open_sources
+from instagan_jax.data.sources import open_paired, open_sources
 from instagan_jax.data.transforms import TransformConfig, transform_record
 
 __all__ = [
-    "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "Record", "RecordSource",
-    "ShapesSource", "SkipLog", "TransformConfig", "ann_to_mask", "coco_sources", "load_coco",
-    "open_sources", "rectangularity", "scan_domain", "shapes_record", "stack_batch", "transform_record",
-    "write_folder",
+    "AlignedSource", "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "PairSource",
+    "PairedLoader", "Record", "RecordSource", "ShapesSource", "SkipLog", "TransformConfig", "ZippedPairs",
+    "ann_to_mask", "coco_sources", "load_coco", "open_paired", "open_sources", "rectangularity", "scan_domain",
+    "shapes_record", "stack_batch", "transform_pair", "transform_record", "write_folder",
 ]

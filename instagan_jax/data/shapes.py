@@ -15,6 +15,7 @@ import numpy as np
 from instagan_jax.data.records import Record
 
 _DOMAIN_CODES = {"A": 0, "B": 1}
+_PAIRED_CODE = 2  # the generator of paired records, common to both domains
 # rectangularity: discs/ellipses below, squares/rectangles at or above (all masks at 200x200; 1% of A
 # and 88% of B masks at the default config's 72x72, where small rotated squares are jagged)
 ROUND_ANGULAR_THRESHOLD = 0.84
@@ -71,11 +72,15 @@ def check_object_size(object_size) -> tuple[float, float]:
     return low, high
 
 
-def _shape_mask(
-    domain: str, rng: np.random.Generator, height: int, width: int, scale: float,
+def _shape_masks(
+    rng: np.random.Generator, height: int, width: int, scale: float,
     object_size: tuple[float, float] = OBJECT_SIZE,
-) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
-    """A random shape of `domain` inside the image: (window, bool mask and float32 shading in it)."""
+) -> tuple[tuple[slice, slice], dict[str, np.ndarray], np.ndarray]:
+    """A random shape inside the image: (window, {domain: bool mask in it}, float32 shading in it).
+
+    Both domains' masks come from the same draws: A's disc or ellipse is inscribed in B's square or
+    rectangle of the same centre, extents and rotation.
+    """
     size = min(height, width)
     half_a = rng.uniform(*object_size) * size * scale
     square = rng.random() < 0.5  # disc resp. square; otherwise ellipse resp. rectangle
@@ -91,12 +96,9 @@ def _shape_mask(
     yy, xx = np.ogrid[window]
     u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
     v = (yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle)
-    if domain == "A":
-        mask = (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0
-    else:
-        mask = (np.abs(u) <= half_a) & (np.abs(v) <= half_b)
+    masks = {"A": (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0, "B": (np.abs(u) <= half_a) & (np.abs(v) <= half_b)}
     shading = (0.8 + 0.2 * np.clip(u / half_a, -1.0, 1.0)).astype(np.float32)
-    return window, mask, shading
+    return window, masks, shading
 
 
 def shapes_record(
@@ -107,16 +109,19 @@ def shapes_record(
     width: int = 200,
     max_instances: int = 6,
     object_size: tuple[float, float] = OBJECT_SIZE,
+    paired: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One image of the shapes data set: (RGB uint8 (H, W, 3), [bool (H, W) mask per instance]).
 
     Deterministic in its arguments; 1 to `max_instances` instances that do not overlap, each of a
     half extent drawn from `object_size` (fractions of min(height, width); shrunk if it does not fit).
+    `paired`: records A and B of one index share background, positions, sizes, rotations and colours
+    and differ only in the shapes (drawn from a generator common to both domains).
     """
     if height < 16 or width < 16:
         raise ValueError(f"shapes images must be at least 16x16, got {height}x{width}")
     check_object_size(object_size)
-    rng = np.random.default_rng([seed, _domain_code(domain), index])
+    rng = np.random.default_rng([seed, _PAIRED_CODE if paired else _domain_code(domain), index])
     image = _background(rng, height, width)
     count = int(rng.integers(1, max_instances + 1))
     taken = np.zeros((height, width), dtype=bool)
@@ -124,8 +129,10 @@ def shapes_record(
     for _ in range(count):
         for attempt in range(_PLACEMENT_TRIES):
             scale = 1.0 - attempt / (2 * _PLACEMENT_TRIES)
-            window, local, shading = _shape_mask(domain, rng, height, width, scale, object_size)
-            if local.any() and not (local & taken[window]).any():
+            window, local_masks, shading = _shape_masks(rng, height, width, scale, object_size)
+            local = local_masks[domain]
+            footprint = local_masks["A"] | local_masks["B"] if paired else local
+            if local.any() and not (footprint & taken[window]).any():
                 break
         else:
             continue
@@ -134,7 +141,9 @@ def shapes_record(
         image[window][local] = shading[local][:, None] * colour
         mask = np.zeros((height, width), dtype=bool)
         mask[window] = local
-        taken |= _dilate(mask)
+        occupied = np.zeros((height, width), dtype=bool)
+        occupied[window] = footprint
+        taken |= _dilate(occupied)
         masks.append(mask)
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), masks
 
@@ -164,6 +173,7 @@ class ShapesSource:
         width: int = 200,
         max_instances: int = 6,
         object_size: tuple[float, float] = OBJECT_SIZE,
+        paired: bool = False,
     ):
         _domain_code(domain)
         if size < 1:
@@ -171,6 +181,7 @@ class ShapesSource:
         self.domain, self.size, self.seed = domain, size, seed
         self.height, self.width, self.max_instances = height, width, max_instances
         self.object_size = check_object_size(object_size)
+        self.paired = paired
 
     def __len__(self) -> int:
         return self.size
@@ -179,13 +190,13 @@ class ShapesSource:
         if not 0 <= index < self.size:
             raise IndexError(f"shapes index {index} out of range [0, {self.size})")
         image, masks = shapes_record(self.domain, index, self.seed, self.height, self.width, self.max_instances,
-                                     self.object_size)
+                                     self.object_size, self.paired)
         return Record(image=image, masks=[m.astype(np.uint8) * 255 for m in masks],
                       id=f"shapes{self.domain}_{index:06d}")
 
     def __repr__(self) -> str:
         return (f"ShapesSource({self.domain!r}, size={self.size}, seed={self.seed}, {self.height}x{self.width}, "
-                f"object_size={self.object_size})")
+                f"object_size={self.object_size}{', paired' if self.paired else ''})")
 
 
 def rectangularity(mask: np.ndarray) -> float:

@@ -1,4 +1,5 @@
-"""One entry point from a data config to the two domain sources."""
+"""Entry points from a data config to the two domain sources (`open_sources`) or to the aligned pairs
+of a paired method (`open_paired`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from instagan_jax.data.records import RecordSource
 def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]:
     """(source A, source B) of a data set described by `kind` and its options.
 
-    kind 'shapes': size=1000, seed=0, height=200, width=200, max_instances=6, object_size=(0.06, 0.2).
+    kind 'shapes': size=1000, seed=0, height=200, width=200, max_instances=6, object_size=(0.06, 0.2),
+    paired=False (True: records A and B of an index show the same scene with other shapes).
     kind 'folder': root, phase='train' (reference layout, `<root>/<phase>A`, ...).
     kind 'coco': annotations (instances json), images (folder), category_a, category_b, include_crowd=True.
     kind 'tfds': name (e.g. 'instagan_coco/sheep_giraffe'), data_dir=None, phase='train'.
@@ -40,7 +42,28 @@ def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]
         data_dir: str | os.PathLike | None = options.pop("data_dir", None)
         _no_more(kind, options)
         return TfdsSource(name, f"{phase}A", data_dir), TfdsSource(name, f"{phase}B", data_dir)
+    if kind == "aligned":
+        raise ValueError("data kind 'aligned' holds pairs: open it with open_paired (a paired method)")
     raise ValueError(f"unknown data kind {kind!r}: choose shapes, folder, coco or tfds")
+
+
+def open_paired(kind: str, **options: Any):
+    """The `PairSource` of aligned (A, B) records of a paired method's data config.
+
+    kind 'aligned': root, phase='train' (the reference's `<root>/<phase>/` of A|B side-by-side images).
+    kind 'shapes': paired=True (required) and the options of `open_sources('shapes')`.
+    """
+    from instagan_jax.data.paired import AlignedSource, ZippedPairs
+
+    if kind == "aligned":
+        root, phase = _required(options, "root"), options.pop("phase", "train")
+        _no_more(kind, options)
+        return AlignedSource(root, phase)
+    if kind == "shapes":
+        if options.get("paired") is not True:
+            raise ValueError("a paired method on data kind 'shapes' needs data option paired: true")
+        return ZippedPairs(*open_sources(kind, **options))
+    raise ValueError(f"data kind {kind!r} is not paired: choose aligned, or shapes with paired: true")
 
 
 def _required(options: dict[str, Any], key: str) -> Any:

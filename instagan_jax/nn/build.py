@@ -20,6 +20,7 @@ class ModelConfig:
     n_blocks: int = 9
     image_channels: int = 3
     dtype: str = "float32"  # parameters and compute; "float64" for exact comparisons (needs x64)
+    dropout: bool = False  # pix2pix's U-Net: dropout 0.5 in its innermost ngf*8 blocks (train and test)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -106,6 +106,42 @@ def conv_transpose2d_s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None 
     return y if bias is None else y + bias
 
 
+def _shift_down(x: jax.Array, axis: int) -> jax.Array:
+    """x[m - 1] along `axis`, zero before the start."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    return lax.slice_in_dim(jnp.pad(x, pad), 0, x.shape[axis], axis=axis)
+
+
+def _k4_phases(taps: jax.Array, tap_axis: int, axis: int) -> jax.Array:
+    """Even and odd outputs along `axis` of a k4 s2 p1 transposed conv, stacked after `axis`.
+
+    Output 2m takes tap 1 of input m and tap 3 of input m-1; output 2m+1 takes tap 2 of input m and
+    tap 0 of input m+1. `tap_axis` (removed) indexes the taps along this spatial axis.
+    """
+    def tap(k):  # a static slice: its transpose is a pad (jnp.take's would be a scatter XLA constant-folds slowly)
+        return lax.index_in_dim(taps, k, axis=tap_axis, keepdims=False)
+
+    even = tap(1) + _shift_down(tap(3), axis)
+    odd = tap(2) + _shift_up(tap(0), axis)
+    return jnp.stack([even, odd], axis=axis + 1)
+
+
+def conv_transpose2d_k4s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """`torch.nn.ConvTranspose2d(k=4, stride=2, padding=1)`: (B,H,W,I) -> (B,2H,2W,O).
+
+    `kernel` is (4, 4, I, O) with PyTorch's tap order (kernel[ky, kx, i, o] == torch_w[i, o, ky, kx]).
+    One matmul and a col2im of shifted adds, like `conv_transpose2d_s2` (the input-dilated conv form's
+    weight gradient is far slower on XLA CPU, PERF_NOTES.md).
+    """
+    b, h, w, _ = x.shape
+    taps = jnp.einsum("bhwi,yxio->bhwyxo", x, kernel)  # (B,H,W,4,4,O)
+    rows = _k4_phases(taps, tap_axis=3, axis=1)  # (B,H,2,W,4,O): row phase
+    y = _k4_phases(rows, tap_axis=4, axis=3)  # (B,H,2,W,2,O): column phase
+    y = y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+    return y if bias is None else y + bias
+
+
 def instance_norm(x: jax.Array, eps: float = INSTANCE_NORM_EPS) -> jax.Array:
     """`InstanceNorm2d(affine=False)`: per sample and channel over H, W, biased variance."""
     mean = jnp.mean(x, axis=(1, 2), keepdims=True)

@@ -1,0 +1,130 @@
+"""Compare pix2pix with a reference fixture (`instagan parity pix2pix_small_f64.npz`).
+
+The fixture (layout in its JSON) holds the initial state_dicts `init/G|D/*`, one aligned batch
+`input/A|B`, train-mode forwards from the initial weights (`fwd/G` = G(A), `fwd/D` = D(A, B) with
+`fwd/D_after/*` its spectral-norm vectors after that call) and, for each iteration, the full state
+after it `train/iter<i>/state/<net>/*` (running statistics, num_batches_tracked and u, v included),
+its visuals and losses. A float64 fixture is compared in float64; every check is judged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from instagan_jax.config import TrainConfig
+from instagan_jax.methods import pix2pix
+from instagan_jax.nn.build import ModelConfig, apply, x64_scope
+from instagan_jax.nn.losses import LossWeights
+from instagan_jax.parity.common import (
+    Check,
+    Checker,
+    keys_under,
+    parse_tolerances,
+    to_nchw,
+    to_nhwc,
+)
+
+LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
+# state tensors by what changes them, judged separately (all as Adam-updated values)
+STATE_GROUPS = {
+    "parameters": lambda key: key.endswith(("weight", "bias", "weight_bar")),
+    "running statistics": lambda key: key.endswith(("running_mean", "running_var")),
+    "num_batches_tracked": lambda key: key.endswith("num_batches_tracked"),
+    "spectral-norm vectors": lambda key: key.endswith(("weight_u", "weight_v")),
+}
+
+
+def load_fixture(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The fixture's arrays and JSON metadata; KeyError if it is not a pix2pix fixture."""
+    path = Path(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key in ("init/G/model.model.0.weight", "init/D/model.0.module.weight_bar", "input/A", "input/B"):
+        if key not in arrays:
+            raise KeyError(f"{path}: not a pix2pix fixture (no array {key!r})")
+    return arrays, json.loads(path.with_suffix(".json").read_text())
+
+
+def reference_state_dict(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key: arrays[prefix + key] for key in keys_under(arrays, prefix)}
+
+
+def fixture_spec(arrays: Mapping[str, np.ndarray], meta: Mapping) -> pix2pix.Spec:
+    """The method's spec for the fixture's options (widths read off the weights)."""
+    opt, adam = meta.get("opt", {}), meta.get("adam", {})
+    betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
+    model = ModelConfig(ngf=arrays["init/G/model.model.0.weight"].shape[0],
+                        ndf=arrays["init/D/model.0.module.weight_bar"].shape[0],
+                        image_channels=arrays["input/A"].shape[1], dtype=str(meta.get("dtype", "float32")),
+                        dropout=not opt.get("no_dropout", False))
+    train = TrainConfig(batch_size=arrays["input/A"].shape[0], pool_size=int(opt.get("pool_size", 0)),
+                        lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
+                        eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
+                        niter_decay=int(opt.get("niter_decay", 100)), epoch_count=int(opt.get("epoch_count", 1)))
+    height, width = arrays["input/A"].shape[2:]
+    return pix2pix.Spec(model, LossWeights(lambda_L1=float(opt.get("lambda_L1", 100.0))), train, height, width)
+
+
+def _round_trip_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping]) -> None:
+    """Our state written back in reference layout equals the imported state_dict exactly, key order included."""
+    state = pix2pix.import_networks(spec, init)
+    for name, ours in pix2pix.reference_state(spec, state).items():
+        ref = init[name]
+        same_keys = list(ours) == list(ref)
+        error = max(float(np.max(np.abs(ours[k] - ref[k]))) for k in ref) if same_keys else float("inf")
+        checker.checks.append(Check(f"state_dict round trip {name}", "exact", "atol", 0.0, error))
+
+
+def _forward_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping],
+                    batch: Mapping[str, jax.Array]) -> None:
+    """Train-mode forwards from the initial weights: G(A), then D on the real pair (A, B)."""
+    nets = pix2pix.modules(spec, pix2pix.import_networks(spec, init))
+    checker.compare("fwd/G", "outputs", to_nchw(pix2pix.translate(nets["G"], batch["img_A"])))
+    pair = np.concatenate([batch["img_A"], batch["img_B"]], axis=-1)
+    checker.compare("fwd/D", "outputs", to_nchw(apply(nets["D"], pair)), name="fwd/D (real pair A, B)")
+    checker.compare_many("fwd/D_after/", "outputs", pix2pix.to_reference(nets["D"]), label="spectral-norm vectors")
+
+
+def _training_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping],
+                     batch: Mapping[str, jax.Array], losses: list[Mapping[str, float]]) -> None:
+    """Each recorded iteration: losses, every state tensor after it, visuals."""
+    state = pix2pix.import_networks(spec, init)
+    step = jax.jit(pix2pix.train_step, static_argnums=0)
+    iterations = sorted({int(k.split("/")[1][4:]) for k in checker.arrays if k.startswith("train/iter")})
+    for i in iterations:
+        root = f"train/iter{i}/"
+        state, metrics, visuals = step(spec, state, batch)
+        for name in LOSS_NAMES:
+            if i < len(losses) and f"loss_{name}" in losses[i]:
+                theirs = losses[i][f"loss_{name}"]
+                checker.add(f"{root}loss_{name}", "losses", abs(float(metrics[name]) - theirs) / max(abs(theirs), 1e-12))
+        for net, ours in pix2pix.reference_state(spec, state).items():
+            prefix = f"{root}state/{net}/"
+            for label, belongs in STATE_GROUPS.items():
+                others = frozenset(k for k in keys_under(checker.arrays, prefix) if not belongs(k))
+                checker.compare_many(prefix, "updated", ours, skip=others, label=label)
+        row = visuals["AtoB"]
+        for key, column in (("real_A", "input"), ("fake_B", "output"), ("real_B", "target")):
+            checker.compare(f"{root}visual/{key}", "outputs", to_nchw(row[column]))
+
+
+def run_parity(path: str | Path, notes: list[str] | None = None) -> list[Check]:
+    """Every check of a pix2pix fixture (remarks go to `notes`)."""
+    arrays, meta = load_fixture(path)
+    spec = fixture_spec(arrays, meta)
+    checker = Checker(arrays, parse_tolerances(meta.get("tolerance_guidance", "")))
+    with x64_scope(spec.model.dtype):
+        init = {name: reference_state_dict(arrays, f"init/{name}/") for name in pix2pix.NETWORKS}
+        batch = {"img_A": to_nhwc(arrays["input/A"]), "img_B": to_nhwc(arrays["input/B"])}
+        _round_trip_checks(checker, spec, init)
+        _forward_checks(checker, spec, init, batch)
+        _training_checks(checker, spec, init, batch, meta.get("train_losses", []))
+    checker.notes.append(f"fixture dtype {spec.model.dtype}: compared in {spec.model.dtype}")
+    if notes is not None:
+        notes.extend(checker.notes)
+    return checker.checks
