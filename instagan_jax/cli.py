@@ -106,9 +106,17 @@ def _report(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     from instagan_jax.trained import load_trained, saved_config
-    from instagan_jax.translate import check_entries, check_size, gather_entries, translate_entries, translator
+    from instagan_jax.translate import (
+        check_entries,
+        check_size,
+        gather_entries,
+        translate_entries,
+        translator,
+    )
 
     method = saved_config(args.workdir, args.checkpoint).method
+    if method == "pix2pix" and args.direction != "AtoB":
+        raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
     if args.ins_per is not None and (args.ins_per < 1 or method != "instagan"):
         raise ValueError(f"--ins-per must be at least 1 and goes with an InstaGAN run, got {args.ins_per} "
                          f"for a {method} run")

@@ -106,27 +106,30 @@ def step_spec(config: Config, iters_per_epoch: float) -> Any:
     return methods.get(config.method).make_spec(config, iters_per_epoch)
 
 
-def open_data(d: DataConfig) -> tuple[data.RecordSource, data.RecordSource]:
-    """(source A, source B) of a data config; ValueError naming an option the source does not take."""
+def open_data(d: DataConfig, paired: bool = False):
+    """(source A, source B) of a data config, or its one source of aligned pairs (`paired`); ValueError
+    naming an option the source does not take."""
     try:
-        return data.open_sources(d.kind, **dict(d.options))
+        return data.open_paired(d.kind, **dict(d.options)) if paired else data.open_sources(d.kind, **dict(d.options))
     except TypeError as err:
         raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
 
 
 def make_loader(config: Config) -> data.PairLoader:
-    """This process's shard of the config's data, batch = global batch / number of processes (masks
-    only for a method that uses them)."""
+    """This process's shard of the config's data, batch = global batch / number of processes: unpaired
+    A and B (with masks only for a method that uses them), or aligned pairs for a paired method."""
     d, t = config.data, config.train
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
-    source_a, source_b = open_data(d)
-    ins_max = t.ins_max if methods.get(config.method).data == "sets" else 0
+    kind = methods.get(config.method).data
+    ins_max = t.ins_max if kind == "sets" else 0
     transform = data.TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=d.flip, ins_max=ins_max)
-    return data.PairLoader(source_a, source_b, batch_size=t.batch_size // jax.process_count(),
-                           transform=transform, seed=t.seed, num_threads=d.num_threads,
-                           num_workers=d.num_workers, skip_bad=d.skip_bad,
-                           shard_index=jax.process_index(), shard_count=jax.process_count())
+    options = dict(batch_size=t.batch_size // jax.process_count(), transform=transform, seed=t.seed,
+                   num_threads=d.num_threads, num_workers=d.num_workers, skip_bad=d.skip_bad,
+                   shard_index=jax.process_index(), shard_count=jax.process_count())
+    if kind == "paired":
+        return data.PairedLoader(open_data(d, paired=True), **options)
+    return data.PairLoader(*open_data(d), **options)
 
 
 def to_global(batch: dict[str, np.ndarray], keys: tuple[str, ...], sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -39,7 +39,7 @@ from instagan_jax.data.transforms import (
 )
 from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
 
-TRANSLATE_KEY = 0  # pix2pix's test-time dropout: one fixed seed, so a translation can be repeated
+TRANSLATE_SEED = 0  # pix2pix's test-time dropout: one fixed seed, so a translation can be repeated
 RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
 GALLERY_COLUMNS = ("image", "instances", "input | input masks | output | output masks", "files")
 
@@ -193,11 +193,14 @@ def translator(model, direction: str, ins_per: int | None = None):
     """`translate(img (1,H,W,3), slots (1,K,H,W,1)) -> (image, masks or None)` of a trained run's method."""
     method = model.config.method
     if method == "pix2pix":
+        import jax
+
         from instagan_jax.methods import pix2pix
 
         if direction != "AtoB":
             raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
-        return lambda img, _: (pix2pix.translate(model.networks["G"], img, TRANSLATE_KEY), None)
+        key = jax.random.key(TRANSLATE_SEED)
+        return lambda img, _: (pix2pix.translate(model.networks["G"], img, key), None)
     forward, _ = model.generators(direction)
     if method == "cyclegan":
         from instagan_jax.methods import cyclegan

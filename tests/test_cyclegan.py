@@ -82,7 +82,7 @@ def test_state_dict_round_trip_has_the_reference_keys():
 @pytest.fixture(scope="module")
 def tiny():
     """Spec, fresh state and the jitted float32 train step of a tiny CycleGAN (32x32, ngf = ndf = 4)."""
-    spec = cyclegan.make_spec(TINY_CONFIG, 10)
+    spec = cyclegan.Spec.from_config(TINY_CONFIG, 10)
     return spec, cyclegan.init_state(spec, seed=1), jax.jit(cyclegan.train_step, static_argnums=0)
 
 

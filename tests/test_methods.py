@@ -15,7 +15,7 @@ from instagan_jax.config import load_config
 TINY = ["model.ngf=4", "model.ndf=4", "model.n_blocks=1", "data.options.size=8", "data.options.height=36",
         "data.options.width=36", "data.crop_size=[32,32]", "data.num_threads=1", "train.batch_size=2",
         "log.log_every=1", "log.sample_every=2", "log.checkpoint_every=2"]
-METHOD_CONFIGS = {"cyclegan": "cyclegan_shapes"}
+METHOD_CONFIGS = {"cyclegan": "cyclegan_shapes", "pix2pix": "pix2pix_shapes"}
 
 
 def _train(config: str, workdir, steps: int) -> int:

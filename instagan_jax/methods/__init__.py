@@ -55,6 +55,26 @@ class Method:
             raise ValueError(f"method {self.name}: data must be one of {DATA_KINDS}, got {self.data!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """What is static about an iteration of an image method (hashable: the jit cache key): the config's
+    own `model`, `loss` and `train` sections, the training image size, iterations per epoch (for the
+    learning-rate policy). Methods subclass it with their checks and graph definitions."""
+
+    model: Any
+    loss: Any
+    train: Any
+    height: int
+    width: int
+    iters_per_epoch: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Any, iters_per_epoch: float = 1.0):
+        """The spec of a run's config (image size = `data.crop_size`)."""
+        height, width = config.data.crop_size
+        return cls(config.model, config.loss, config.train, height, width, float(iters_per_epoch))
+
+
 NAMES = ("instagan", "cyclegan", "pix2pix")
 
 

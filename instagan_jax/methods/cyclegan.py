@@ -24,10 +24,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from instagan_jax import optim, pool
-from instagan_jax.config import TrainConfig
-from instagan_jax.methods import Method
+from instagan_jax.methods import ImageSpec, Method
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, apply, create
-from instagan_jax.nn.losses import LossWeights, lsgan_per_sample
+from instagan_jax.nn.losses import lsgan_per_sample
 from instagan_jax.nn.modules import Decoder, Encoder, SpectralVector
 from instagan_jax.nn.patchgan import PatchDiscriminator
 
@@ -63,15 +62,8 @@ def network_class(name: str) -> type[nnx.Module]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Spec:
+class Spec(ImageSpec):
     """Everything static about an iteration (hashable: the jit cache key)."""
-
-    model: ModelConfig
-    loss: LossWeights
-    train: TrainConfig
-    height: int
-    width: int
-    iters_per_epoch: float
 
     def __post_init__(self) -> None:
         if self.height % 8 or self.width % 8 or min(self.height, self.width) < 24:
@@ -82,12 +74,6 @@ class Spec:
     def graphdefs(self) -> dict[str, nnx.GraphDef]:
         """Graph definitions of the four networks, by name."""
         return {name: nnx.graphdef(abstract(network_class(name), self.model)) for name in NETWORKS}
-
-
-def make_spec(config, iters_per_epoch: float) -> Spec:
-    """The spec of a run's config (image size = `data.crop_size`)."""
-    height, width = config.data.crop_size
-    return Spec(config.model, config.loss, config.train, height, width, float(iters_per_epoch))
 
 
 @flax.struct.dataclass
@@ -254,5 +240,5 @@ def summarize(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in metrics.items()}
 
 
-METHOD = Method(name="cyclegan", networks=NETWORKS, data="images", make_spec=make_spec, init_state=init_state,
+METHOD = Method(name="cyclegan", networks=NETWORKS, data="images", make_spec=Spec.from_config, init_state=init_state,
                 train_step=train_step, summarize=summarize, modules=modules, visual_rows=visual_rows)

@@ -23,11 +23,9 @@ import numpy as np
 from flax import nnx
 
 from instagan_jax import optim
-from instagan_jax.config import TrainConfig
-from instagan_jax.methods import Method
+from instagan_jax.methods import ImageSpec, Method
 from instagan_jax.nn import layers
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
-from instagan_jax.nn.losses import LossWeights
 from instagan_jax.nn.modules import BatchNorm, SNConv, SpectralVector
 from instagan_jax.nn.patchgan import PatchDiscriminator
 
@@ -138,15 +136,8 @@ class NetworkBuilder:
 
 
 @dataclasses.dataclass(frozen=True)
-class Spec:
+class Spec(ImageSpec):
     """Everything static about an iteration (hashable: the jit cache key)."""
-
-    model: ModelConfig
-    loss: LossWeights
-    train: TrainConfig
-    height: int
-    width: int
-    iters_per_epoch: float = 1.0
 
     def __post_init__(self) -> None:
         num_downs_for(self.height, self.width)  # ValueError for sizes the U-Net cannot take
@@ -161,12 +152,6 @@ class Spec:
     @functools.cached_property
     def graphdefs(self) -> dict[str, nnx.GraphDef]:
         return {name: nnx.graphdef(abstract(self.builder(name), self.model)) for name in NETWORKS}
-
-
-def make_spec(config, iters_per_epoch: float = 1.0) -> Spec:
-    """The spec of a run's config (its model, loss and train sections; the size from data.crop_size)."""
-    height, width = config.data.crop_size
-    return Spec(config.model, config.loss, config.train, height, width, float(iters_per_epoch))
 
 
 @flax.struct.dataclass
@@ -416,5 +401,5 @@ def import_networks(spec: Spec, state_dicts: Mapping[str, Mapping[str, np.ndarra
     return state_from_networks(spec, networks, tracked, seed)
 
 
-METHOD = Method(name="pix2pix", networks=NETWORKS, data="paired", make_spec=make_spec, init_state=init_state,
+METHOD = Method(name="pix2pix", networks=NETWORKS, data="paired", make_spec=Spec.from_config, init_state=init_state,
                 train_step=train_step, summarize=summarize, modules=modules)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -50,6 +52,26 @@ def parse_tolerances(text: str) -> dict[str, tuple[str, float]]:
     return found
 
 
+def read_fixture(path: str | Path, required: tuple[str, ...], kind: str) -> tuple[dict[str, np.ndarray], dict]:
+    """A fixture's arrays and its JSON metadata (empty without a JSON beside it); FileNotFoundError or
+    KeyError naming the file when it is missing or lacks one of the `required` arrays of a `kind` fixture."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parity fixture not found: {path}")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key in required:
+        if key not in arrays:
+            raise KeyError(f"{path}: not a {kind} fixture (no array {key!r})")
+    json_path = path.with_suffix(".json")
+    return arrays, json.loads(json_path.read_text()) if json_path.is_file() else {}
+
+
+def state_dict_under(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays under `prefix` (e.g. `init/G_A/`), keyed without it: a reference state_dict."""
+    return {key: arrays[prefix + key] for key in keys_under(arrays, prefix)}
+
+
 def reference_train_config(meta: Mapping, **fields) -> TrainConfig:
     """A fixture's Adam and learning-rate options (its JSON's `adam` and `opt`) as a TrainConfig;
     `fields` set the rest (e.g. ins_max)."""
@@ -57,8 +79,8 @@ def reference_train_config(meta: Mapping, **fields) -> TrainConfig:
     betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
     return TrainConfig(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
                        eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
-                       niter_decay=int(opt.get("niter_decay", 100)), pool_size=int(opt.get("pool_size", 50)),
-                       **fields)
+                       niter_decay=int(opt.get("niter_decay", 100)), epoch_count=int(opt.get("epoch_count", 1)),
+                       pool_size=int(opt.get("pool_size", 50)), **fields)
 
 
 def reference_loss_weights(meta: Mapping) -> LossWeights:

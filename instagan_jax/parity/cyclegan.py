@@ -10,14 +10,13 @@ the weights, the run's settings off the JSON's `opt`. Only the method's public f
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from instagan_jax.config import Config, DataConfig, TrainConfig
+from instagan_jax.config import Config, DataConfig
 from instagan_jax.methods import cyclegan
 from instagan_jax.methods.cyclegan_convert import (
     infer_model_config,
@@ -25,12 +24,15 @@ from instagan_jax.methods.cyclegan_convert import (
     to_reference,
 )
 from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
-from instagan_jax.nn.losses import LossWeights
 from instagan_jax.parity.common import (
     Check,
     Checker,
     keys_under,
     parse_tolerances,
+    read_fixture,
+    reference_loss_weights,
+    reference_train_config,
+    state_dict_under,
     to_nchw,
     to_nhwc,
 )
@@ -53,51 +55,38 @@ class Fixture:
     tolerances: Mapping[str, tuple[str, float]]
 
 
-def reference_state_dict(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """The arrays under `prefix` (e.g. `init/G_A/`), keyed without it."""
-    return {key: arrays[prefix + key] for key in keys_under(arrays, prefix)}
-
-
 def _config(arrays: Mapping[str, np.ndarray], meta: Mapping) -> Config:
     """The reference run as our config: architecture off the init weights, the rest off `opt`."""
-    opt, adam = meta["opt"], meta["adam"]
+    opt = meta["opt"]
     unsupported = {k: opt[k] for k, v in SUPPORTED_OPTIONS.items() if k in opt and opt[k] != v}
     if unsupported:
         raise ValueError(f"reference options not implemented here: {unsupported} (supported: {SUPPORTED_OPTIONS})")
-    init = {name: reference_state_dict(arrays, f"init/{name}/") for name in cyclegan.NETWORKS}
+    init = {name: state_dict_under(arrays, f"init/{name}/") for name in cyclegan.NETWORKS}
     model = infer_model_config(init, ModelConfig(dtype=str(meta.get("dtype", "float32"))))
-    loss = LossWeights(lambda_A=float(opt["lambda_A"]), lambda_B=float(opt["lambda_B"]),
-                       lambda_idt=float(opt["lambda_identity"]))
-    train = TrainConfig(batch_size=int(opt["batch_size"]), pool_size=int(opt["pool_size"]), lr=float(adam["lr"]),
-                        beta1=float(adam["betas"][0]), beta2=float(adam["betas"][1]), eps=float(adam["eps"]),
-                        niter=int(opt["niter"]), niter_decay=int(opt["niter_decay"]),
-                        epoch_count=int(opt["epoch_count"]))
+    loss = reference_loss_weights(meta)
+    train = reference_train_config(meta, batch_size=int(opt["batch_size"]))
     height, width = arrays["input/A"].shape[2:]
     return Config(method="cyclegan", model=model, loss=loss, data=DataConfig(crop_size=(height, width)), train=train)
 
 
 def load_fixture(path: str | Path) -> Fixture:
     """Read FIXTURE.npz and its JSON (required: the run's options and losses are there)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"parity fixture not found: {path}")
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(path.with_suffix(".json").read_text())
+    arrays, meta = read_fixture(path, ("init/G_A/model.1.weight", "init/D_A/model.0.module.weight_bar", "input/A"),
+                                "CycleGAN")
     return Fixture(arrays, meta, _config(arrays, meta), parse_tolerances(meta.get("tolerance_guidance", "")))
 
 
 def import_network(fixture: Fixture, name: str):
     """Network `name` holding the fixture's initial state."""
     module = abstract(cyclegan.network_class(name), fixture.config.model)
-    load_reference(module, reference_state_dict(fixture.arrays, f"init/{name}/"))
+    load_reference(module, state_dict_under(fixture.arrays, f"init/{name}/"))
     return module
 
 
 def _round_trip_checks(checker: Checker, fixture: Fixture) -> None:
     """Each imported network written back equals its state_dict exactly (same keys, same order)."""
     for name in cyclegan.NETWORKS:
-        theirs = reference_state_dict(fixture.arrays, f"init/{name}/")
+        theirs = state_dict_under(fixture.arrays, f"init/{name}/")
         ours = to_reference(import_network(fixture, name))
         same_keys = list(ours) == list(theirs)
         error = max(float(np.max(np.abs(ours[k] - theirs[k]))) for k in theirs) if same_keys else float("inf")
@@ -125,7 +114,7 @@ def _recorded_losses(fixture: Fixture) -> list[dict[str, float]]:
 
 def _training_checks(checker: Checker, fixture: Fixture) -> None:
     """The recorded iterations, jitted: losses, every state tensor after each, the visuals."""
-    spec = cyclegan.make_spec(fixture.config, 1.0)
+    spec = cyclegan.Spec.from_config(fixture.config, 1.0)
     state = cyclegan.state_from_networks(spec, {n: import_network(fixture, n) for n in cyclegan.NETWORKS})
     batch = {f"img_{d}": to_nhwc(fixture.arrays[f"input/{d}"]) for d in ("A", "B")}
     step = jax.jit(cyclegan.train_step, static_argnums=0)

@@ -14,7 +14,6 @@ No input is ever changed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,8 +34,10 @@ from instagan_jax.parity.common import (
     Checker,
     keys_under,
     parse_tolerances,
+    read_fixture,
     reference_loss_weights,
     reference_train_config,
+    state_dict_under,
     to_nchw,
     to_nhwc,
 )
@@ -60,8 +61,7 @@ class Fixture:
 
 
 def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[str, np.ndarray]:
-    prefix = f"init/{net}/"
-    return {k[len(prefix):]: arrays[k] for k in arrays if k.startswith(prefix)}
+    return state_dict_under(arrays, f"init/{net}/")
 
 
 def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ModelConfig:
@@ -71,17 +71,8 @@ def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ModelC
 
 def load_fixture(path: str | Path) -> Fixture:
     """Read FIXTURE.npz and FIXTURE.json (optional) and derive the configuration."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"parity fixture not found: {path}")
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key in ("init/G_A/encoder_img.1.weight", "init/D_A/feature_img.0.module.weight_bar",
-                "input/A_img", "input/A_segs_raw"):
-        if key not in arrays:
-            raise KeyError(f"{path}: not a reference fixture (no array {key!r})")
-    json_path = path.with_suffix(".json")
-    meta = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    arrays, meta = read_fixture(path, ("init/G_A/encoder_img.1.weight", "init/D_A/feature_img.0.module.weight_bar",
+                                       "input/A_img", "input/A_segs_raw"), "reference")
     ins_max = arrays["input/A_segs_selected"].shape[1] if "input/A_segs_selected" in arrays \
         else int(meta.get("config", {}).get("ins_max", 4))
     ins_per = int(meta.get("config", {}).get("ins_per", 0)) or (

@@ -9,22 +9,23 @@ its visuals and losses. A float64 fixture is compared in float64; every check is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from instagan_jax.config import TrainConfig
 from instagan_jax.methods import pix2pix
 from instagan_jax.nn.build import ModelConfig, apply, x64_scope
-from instagan_jax.nn.losses import LossWeights
 from instagan_jax.parity.common import (
     Check,
     Checker,
     keys_under,
     parse_tolerances,
+    read_fixture,
+    reference_loss_weights,
+    reference_train_config,
+    state_dict_under,
     to_nchw,
     to_nhwc,
 )
@@ -41,33 +42,20 @@ STATE_GROUPS = {
 
 def load_fixture(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """The fixture's arrays and JSON metadata; KeyError if it is not a pix2pix fixture."""
-    path = Path(path)
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key in ("init/G/model.model.0.weight", "init/D/model.0.module.weight_bar", "input/A", "input/B"):
-        if key not in arrays:
-            raise KeyError(f"{path}: not a pix2pix fixture (no array {key!r})")
-    return arrays, json.loads(path.with_suffix(".json").read_text())
-
-
-def reference_state_dict(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {key: arrays[prefix + key] for key in keys_under(arrays, prefix)}
+    return read_fixture(path, ("init/G/model.model.0.weight", "init/D/model.0.module.weight_bar", "input/A", "input/B"),
+                        "pix2pix")
 
 
 def fixture_spec(arrays: Mapping[str, np.ndarray], meta: Mapping) -> pix2pix.Spec:
     """The method's spec for the fixture's options (widths read off the weights)."""
-    opt, adam = meta.get("opt", {}), meta.get("adam", {})
-    betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
+    opt = meta.get("opt", {})
     model = ModelConfig(ngf=arrays["init/G/model.model.0.weight"].shape[0],
                         ndf=arrays["init/D/model.0.module.weight_bar"].shape[0],
                         image_channels=arrays["input/A"].shape[1], dtype=str(meta.get("dtype", "float32")),
                         dropout=not opt.get("no_dropout", False))
-    train = TrainConfig(batch_size=arrays["input/A"].shape[0], pool_size=int(opt.get("pool_size", 0)),
-                        lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
-                        eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
-                        niter_decay=int(opt.get("niter_decay", 100)), epoch_count=int(opt.get("epoch_count", 1)))
+    train = reference_train_config(meta, batch_size=arrays["input/A"].shape[0])
     height, width = arrays["input/A"].shape[2:]
-    return pix2pix.Spec(model, LossWeights(lambda_L1=float(opt.get("lambda_L1", 100.0))), train, height, width)
+    return pix2pix.Spec(model, reference_loss_weights(meta), train, height, width)
 
 
 def _round_trip_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping]) -> None:
@@ -119,7 +107,7 @@ def run_parity(path: str | Path, notes: list[str] | None = None) -> list[Check]:
     spec = fixture_spec(arrays, meta)
     checker = Checker(arrays, parse_tolerances(meta.get("tolerance_guidance", "")))
     with x64_scope(spec.model.dtype):
-        init = {name: reference_state_dict(arrays, f"init/{name}/") for name in pix2pix.NETWORKS}
+        init = {name: state_dict_under(arrays, f"init/{name}/") for name in pix2pix.NETWORKS}
         batch = {"img_A": to_nhwc(arrays["input/A"]), "img_B": to_nhwc(arrays["input/B"])}
         _round_trip_checks(checker, spec, init)
         _forward_checks(checker, spec, init, batch)
