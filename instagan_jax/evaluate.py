@@ -7,7 +7,9 @@ Per direction (AtoB: domain A images translated by G_A; BtoA by G_B): background
 0-255 units, PSNR in dB, outside the union of the input and translated masks; for a method without
 masks, such as CycleGAN, outside the input masks), agreement of each translated mask with its input
 mask (IoU, area ratio), on shapes data the rectangularity of the input and translated masks, and with a
-feature network FID and KID against real images of the target domain.
+feature network FID and KID against real images of the target domain. A paired method (pix2pix) has
+one direction, AtoB, scored on held-out aligned pairs: the output against its target (L1, PSNR) and the
+measures from images below.
 
 Every method is also scored from its images alone, so that methods with and without masks compare on
 one footing: background outside the input masks, and on shapes data the rectangularity of each object
@@ -36,6 +38,7 @@ HELD_OUT_SEED_OFFSET = 1000  # shapes: evaluated on seed = training seed + this
 DOMAINS = {"AtoB": ("A", "B"), "BtoA": ("B", "A")}  # direction -> (source, target) domain
 SHAPE_NAMES = {"A": "round (disc/ellipse)", "B": "angular (square/rectangle)"}
 UNPAIRED_METHODS = ("instagan", "cyclegan")
+PAIRED_METHODS = ("pix2pix",)
 SEGMENT_ITERATIONS = 10  # two-colour clustering steps of `segment_objects`
 NO_FEATURES = "FID/KID omitted: no --fid-weights given (docs/EVAL.md says how to get a weights file)"
 
@@ -158,6 +161,8 @@ class Tally:
     pixels: int = 0  # all values of the images
     images: int = 0
     instances: int = 0
+    target: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # paired: |d|, d^2, values vs target
+    segmented_target: list = dataclasses.field(default_factory=list)  # paired: objects of the real targets
     outside_input: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # |d|, d^2, values
     segmented_iou: list = dataclasses.field(default_factory=list)  # segmented real input vs its true mask
     segmented_in: list = dataclasses.field(default_factory=list)
@@ -205,6 +210,14 @@ class Tally:
                 self.shape_out.extend(shape_scores(fake))
                 self.empty_out += int((~fake.any(axis=(1, 2))).sum())
 
+    def add_target(self, fake_img, target_img, target_masks, valid, shapes: bool) -> None:
+        """A paired batch's targets: the output's difference from them, and their objects' shapes."""
+        diff = (np.asarray(fake_img, np.float64) - np.asarray(target_img, np.float64)) * 127.5
+        self.target = [self.target[0] + float(np.abs(diff).sum()), self.target[1] + float(np.square(diff).sum()),
+                       self.target[2] + diff.size]
+        if shapes:
+            self.segmented_target.extend(shape_scores(segment_objects(np.asarray(target_img), target_masks, valid)))
+
     def summary(self, target: str, shapes: bool, masks: bool = True) -> dict[str, Any]:
         """The direction's numbers (JSON-ready except for an infinite PSNR); `masks`: the method
         translated masks (else mask and mask-shape results are left out)."""
@@ -221,11 +234,15 @@ class Tally:
                                "input": shape_summary(np.array(self.shape_in), target),
                                "translated": shape_summary(np.array(self.shape_out), target),
                                "empty_translated": self.empty_out}
+        if self.target[2]:
+            result["target"] = _background(*self.target, self.target[2])
         if shapes:
             result["image_shape"] = {"target": SHAPE_NAMES[target],
                                      "segmentation_iou_on_inputs": distribution(self.segmented_iou),
                                      "input": shape_summary(np.array(self.segmented_in), target),
                                      "translated": shape_summary(np.array(self.segmented_out), target)}
+            if self.segmented_target:  # paired: the output's own targets
+                result["image_shape"]["target_real"] = shape_summary(np.array(self.segmented_target), target)
         return result
 
 
@@ -307,9 +324,6 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
     from instagan_jax.data.transforms import TransformConfig
     from instagan_jax.nn.build import x64_scope
 
-    if model.config.method not in UNPAIRED_METHODS:
-        raise ValueError(f"instagan eval scores unpaired translation ({', '.join(UNPAIRED_METHODS)}); this run's "
-                         f"method is {model.config.method}")
     d, t = model.config.data, model.config.train
     transform = TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=False, ins_max=t.ins_max)
     counts = {domain: min(num, len(sources[domain])) for domain in sources}
@@ -334,6 +348,46 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
             results[direction].update(feature_distances(np.concatenate(tallies[direction].fake_features),
                                                         np.concatenate(tallies[other].real_features)))
     return results
+
+
+def evaluate_paired(model, pairs, *, num: int, batch_size: int = 8, shapes: bool = False,
+                    progress: bool = True) -> dict[str, Any]:
+    """AtoB results of a paired run (pix2pix) on the first `num` aligned pairs of `pairs`, centre-cropped:
+    the output against its target, the background outside the input's objects, and (shapes) the shape
+    of each object as segmented from the output (the masks come from the input's record)."""
+    from tqdm import tqdm
+
+    from instagan_jax.data.transforms import TransformConfig, transform_record
+    from instagan_jax.methods import pix2pix
+    from instagan_jax.methods.instagan import instances
+    from instagan_jax.nn.build import x64_scope
+    from instagan_jax.translate import TRANSLATE_SEED
+
+    d = model.config.data
+    transform = TransformConfig(load_size=d.load_size, crop_size=d.crop_size, flip=False,
+                                ins_max=model.config.train.ins_max)
+    count, tally = min(num, len(pairs)), Tally()
+    key = jax_key(TRANSLATE_SEED)
+    with x64_scope(model.config.model.dtype), tqdm(total=count, desc="eval AtoB", unit="img",
+                                                  disable=not progress) as bar:
+        for indices in batches(count, min(batch_size, count)):
+            examples = [[transform_record(record, transform) for record in pairs[i]] for i in indices]
+            n = min(len(indices), count - tally.images)
+            img, target = (np.stack([e[side]["img"] for e in examples])[:n] for side in (0, 1))
+            masks = {side: instances.select_largest(np.stack([e[side]["masks"] for e in examples])[:n],
+                                                    transform.ins_max) for side in (0, 1)}
+            fake = np.asarray(pix2pix.translate(model.networks["G"], img, key))
+            tally.add(img, np.asarray(masks[0][0]), np.asarray(masks[0][1]), fake, None, shapes)
+            tally.add_target(fake, target, np.asarray(masks[1][0]), np.asarray(masks[1][1]), shapes)
+            bar.update(n)
+    return {"AtoB": tally.summary("B", shapes, masks=False)}
+
+
+def jax_key(seed: int):
+    """A JAX PRNG key (imported here so that the metric functions above need only NumPy)."""
+    import jax
+
+    return jax.random.key(seed)
 
 
 def held_out_data(data, given: set[str]):
@@ -417,6 +471,9 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     run, _ = trained.locate(workdir, checkpoint)
     if not (run / "checkpoints").is_dir():
         raise FileNotFoundError(f"no checkpoints folder in {run} (is it a training workdir?)")
+    paired = trained.saved_config(workdir, checkpoint).method in PAIRED_METHODS
+    if paired and fid_weights is not None:
+        raise ValueError("--fid-weights: a paired run (pix2pix) is scored against its own targets, without FID/KID")
     features = None
     if fid_weights is not None:
         from instagan_jax.fid import load_feature_network
@@ -426,17 +483,19 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     overridden = config_from_dict(apply_overrides(model.config.to_dict(), [f"data.{item}" for item in data]))
     given = {item.split("=", 1)[0].removeprefix("options.") for item in data}
     data_config, split = held_out_data(overridden.data, given)
-    source_a, source_b = open_data(data_config)
+    sources = open_data(data_config, paired=paired)
+    shapes = data_config.kind == "shapes"
     results = {
         "run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
         "data": {"kind": data_config.kind, "options": dict(data_config.options), "split": split,
                  "crop_size": list(data_config.crop_size), "ins_max": model.config.train.ins_max},
         "units": {"background.l1": "mean |output - input| in 0-255 units", "background.psnr_db": "dB, peak 255"},
         "feature_network": features.name if features is not None else None,
-        "directions": evaluate(model, {"A": source_a, "B": source_b}, num=num, batch_size=batch_size,
-                               features=features, shapes=data_config.kind == "shapes", progress=progress),
+        "directions": evaluate_paired(model, sources, num=num, batch_size=batch_size, shapes=shapes, progress=progress)
+        if paired else evaluate(model, dict(zip("AB", sources)), num=num, batch_size=batch_size, features=features,
+                                shapes=shapes, progress=progress),
     }
-    if features is None:
+    if features is None and not paired:
         results["note"] = NO_FEATURES
     path = Path(out) if out is not None else run / "eval" / f"step_{model.step:07d}.json"
     write_text(path, json.dumps(json_ready(results), indent=2, allow_nan=False) + "\n")
@@ -473,6 +532,10 @@ TABLE_ROWS = (
     ("background fraction of pixels", lambda r: _number(r["background"]["fraction"])),
     ("PSNR outside the input masks (dB)", lambda r: _number(r["background_outside_input"]["psnr_db"], 2)),
 )
+TARGET_ROWS = (
+    ("L1 to the target (0-255)", lambda r: _number(r["target"]["l1"], 2)),
+    ("PSNR to the target (dB)", lambda r: _number(r["target"]["psnr_db"], 2)),
+)
 MASK_ROWS = (
     ("mask IoU mean [q25 median q75]", lambda r: _quartiles(r["masks"]["iou"])),
     ("mask area ratio out/in mean [q25 median q75]", lambda r: _quartiles(r["masks"]["area_ratio"])),
@@ -501,6 +564,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """The results as rows of cells: a header ('', directions...), then one row per number."""
     directions = results["directions"]
     rows = list(TABLE_ROWS)
+    if all("target" in r for r in directions.values()):
+        rows += TARGET_ROWS
     if all("masks" in r for r in directions.values()):
         rows += MASK_ROWS
     if all("shape" in r for r in directions.values()):

@@ -76,3 +76,20 @@ def test_cyclegan_eval_scores_images_without_masks(tmp_path, capsys):
         assert set(r) == {"images", "instances", "background", "background_outside_input", "image_shape"}
         assert r["background"] == r["background_outside_input"]
         assert r["image_shape"]["segmentation_iou_on_inputs"]["median"] > 0.9
+
+
+def test_pix2pix_eval_scores_outputs_against_their_targets(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train("pix2pix_shapes", run, 1) == 0
+    assert cli.main(["eval", "--workdir", str(run), "--num", "2", "--fid-weights", str(tmp_path / "x.npz")]) == 2
+    out = tmp_path / "eval.json"
+    (tmp_path / "x.npz").write_bytes(b"")
+    assert cli.main(["eval", "--workdir", str(run), "--num", "2", "--fid-weights", str(tmp_path / "x.npz")]) == 2
+    assert "a paired run (pix2pix) is scored against its own targets" in capsys.readouterr().err
+    printed = _run(capsys, ["eval", "--workdir", str(run), "--num", "3", "--out", str(out), "--no-progress"])
+    assert "PSNR to the target (dB)" in printed and "FID" not in printed
+    results = json.loads(out.read_text())
+    assert list(results["directions"]) == ["AtoB"] and "note" not in results
+    r = results["directions"]["AtoB"]
+    assert r["images"] == 3 and r["target"]["l1"] > 0 and r["target"]["fraction"] == 1.0
+    assert r["image_shape"]["target_real"]["target_fraction"] is not None
