@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-FIXTURES ?= ../shared/parity/reference_small_f64.npz ../shared/parity/reference_small.npz
+FIXTURES ?= ../shared/parity/reference_small_f64.npz ../shared/parity/reference_small.npz \
+            ../shared/parity/cyclegan_small_f64.npz ../shared/parity/pix2pix_small_f64.npz
 
 .PHONY: install demo test test-all parity bench clean
 
