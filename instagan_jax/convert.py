@@ -325,6 +325,9 @@ def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Confi
     Adam states are fresh and the image pools empty. Refuses a workdir that has checkpoints.
     """
     require_torch()
+    if config.method != "instagan":
+        raise ValueError(f"--from-torch reads the reference's InstaGAN networks (ResnetSetGenerator, "
+                         f"NLayerSetDiscriminator); the config's method is {config.method}")
     workdir = Path(workdir)
     check_workdir(workdir)
     if steps := saved_steps(workdir):
@@ -354,9 +357,24 @@ def to_torch(out: str | Path, workdir: str | Path | None = None,
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     config, step, state, _ = restore_state(workdir, checkpoint)
-    paths = [out / f"{step}_net_{name}.pth" for name in NETWORKS]
-    if existing := [str(p) for p in paths if p.exists()]:
+    state_dicts = reference_state_dicts(config, state)
+    paths = {name: out / f"{step}_net_{name}.pth" for name in state_dicts}
+    if existing := [str(p) for p in paths.values() if p.exists()]:
         raise FileExistsError(f"not overwriting {existing}: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    return [write_torch_state_dict(path, state_dicts[name]) for name, path in paths.items()]
+
+
+def reference_state_dicts(config: Config, state) -> dict[str, dict[str, np.ndarray]]:
+    """A train state's networks as the reference's state_dicts, by network name, for any method."""
+    if config.method == "pix2pix":
+        from instagan_jax.methods import pix2pix
+
+        with x64_scope(config.model.dtype):
+            return pix2pix.reference_state(pix2pix.Spec.from_config(config), state)
     networks = networks_from_state(config, state)
-    return [write_torch_state_dict(path, to_reference(networks[name])) for name, path in zip(NETWORKS, paths)]
+    if config.method == "cyclegan":
+        from instagan_jax.methods import cyclegan_convert
+
+        return {name: cyclegan_convert.to_reference(module) for name, module in networks.items()}
+    return {name: to_reference(networks[name]) for name in NETWORKS}

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
 from instagan_jax import cli, methods
@@ -93,3 +94,26 @@ def test_pix2pix_eval_scores_outputs_against_their_targets(tmp_path, capsys):
     r = results["directions"]["AtoB"]
     assert r["images"] == 3 and r["target"]["l1"] > 0 and r["target"]["fraction"] == 1.0
     assert r["image_shape"]["target_real"]["target_fraction"] is not None
+
+
+@pytest.mark.parametrize("name, size", [("cyclegan", (32, 24)), ("pix2pix", (32, 32))])
+def test_to_torch_writes_the_reference_state_dicts(name, size, tmp_path, capsys):
+    """A run of the fixture's architecture, written with `convert --to-torch`, has exactly the keys and
+    shapes of the reference's state_dicts (as recorded in the float64 fixture's JSON)."""
+    torch = pytest.importorskip("torch", reason="the .pth tests need PyTorch: pip install -e '.[torch]'")
+    meta_path = SHARED / "parity" / f"{name}_small_f64.json"
+    if not meta_path.is_file():
+        pytest.skip(f"{meta_path} not found: shared fixtures live in ../shared beside the project")
+    expected = json.loads(meta_path.read_text())["state_dict_keys"]
+    run = tmp_path / "run"
+    overrides = ["model.ngf=8", "model.ndf=8", "model.n_blocks=2", f"data.crop_size=[{size[0]},{size[1]}]",
+                 "data.options.size=4", "data.options.height=36", "data.options.width=36", "data.num_threads=1"]
+    argv = ["train", "--config", METHOD_CONFIGS[name], "--workdir", str(run), "--steps", "1", "--no-progress"]
+    assert cli.main([*argv, *(item for override in overrides for item in ("--set", override))]) == 0
+    _run(capsys, ["convert", "--to-torch", "--workdir", str(run), "--out", str(tmp_path / "pth")])
+    for network, keys in expected.items():
+        state_dict = torch.load(tmp_path / "pth" / f"1_net_{network}.pth", weights_only=True)
+        assert [(key, list(value.shape)) for key, value in state_dict.items()] == [(k, s) for k, s in keys], network
+    assert cli.main(["convert", "--from-torch", str(tmp_path / "pth"), "--out", str(tmp_path / "back"),
+                     "--config", METHOD_CONFIGS[name]]) == 2
+    assert "--from-torch reads the reference's InstaGAN networks" in capsys.readouterr().err
