@@ -6,7 +6,7 @@
 
 A checkpoint folder is `<workdir>/checkpoints/<step>`, as `instagan train` writes it (and
 `instagan convert --from-torch`). Float64 models are loaded in float64: use them inside
-`models.x64_scope(model.config.model.dtype)`.
+`nn.build.x64_scope(model.config.model.dtype)`.
 """
 
 from __future__ import annotations

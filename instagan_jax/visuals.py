@@ -20,7 +20,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return ((np.clip(x, -1.0, 1.0) + 1.0) / 2.0 * 255.0).astype(np.uint8)
 
 
-def _text_tile(text: str, height: int, width: int, font: ImageFont.ImageFont) -> np.ndarray:
+def text_tile(text: str, height: int, width: int, font: ImageFont.ImageFont) -> np.ndarray:
     """Black text centred on a white (height, width, 3) uint8 tile."""
     canvas = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(canvas).multiline_text((width / 2, height / 2), text, fill="black", font=font,
@@ -46,9 +46,9 @@ def sample_grid(rows_by_label: Mapping[str, Mapping[str, np.ndarray]], sample: i
     names = list(rows_by_label)
     side = int(max(font.getlength(name) for name in names)) + 6
     header_height = 2 * int(font.size) + 6
-    header = [_text_tile("", header_height, side, font)] + [_text_tile(label, header_height, width, font)
+    header = [text_tile("", header_height, side, font)] + [text_tile(label, header_height, width, font)
                                                        for label in column_labels]
-    labelled = [[_text_tile(name, height, side, font)] + row for name, row in zip(names, rows)]
+    labelled = [[text_tile(name, height, side, font)] + row for name, row in zip(names, rows)]
     return join_tiles([join_tiles(row, 1, gap) for row in [header] + labelled], 0, gap)
 
 

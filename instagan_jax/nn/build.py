@@ -53,7 +53,7 @@ def _build(cls: type, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
     """`cls(config)` with every variable cast to `config.dtype`."""
     dtype = DTYPES[config.dtype]
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("model.dtype float64 needs JAX's 64-bit mode: run inside models.x64_scope('float64')")
+        raise ValueError("model.dtype float64 needs JAX's 64-bit mode: run inside nn.build.x64_scope('float64')")
     module = cls(config, rngs=rngs)
     nnx.update(module, jax.tree.map(lambda x: x.astype(dtype), nnx.state(module)))
     return module

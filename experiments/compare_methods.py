@@ -1,0 +1,60 @@
+"""Translate the same held-out shapes images with several runs and draw them side by side.
+
+    python experiments/compare_methods.py runs/quality/checkpoints/2000 runs/cyclegan_quality/checkpoints/2000 \
+        --num 6 --out docs/results/compare_step_2000.png
+
+Rows: held-out images of domain A (`--direction BtoA`: of domain B), the same ones `instagan eval`
+scores first; columns: the input, then each run's translation (InstaGAN's with its masks beside it).
+The runs must share their data config (the first run's is used).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from PIL import ImageFont
+
+from instagan_jax import evaluate, trained
+from instagan_jax.data.transforms import TransformConfig, transform_record
+from instagan_jax.loop import open_data
+from instagan_jax.methods.instagan.losses import merge_masks
+from instagan_jax.nn.build import x64_scope
+from instagan_jax.visuals import join_tiles, save_png, text_tile, to_uint8
+
+
+def label(text: str, width: int) -> np.ndarray:
+    """A white strip `width` pixels wide with `text` in it."""
+    return text_tile(text, 26, width, ImageFont.load_default(size=10))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", help="checkpoint folders RUN/checkpoints/N")
+    parser.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB")
+    parser.add_argument("--num", type=int, default=6)
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    args = parser.parse_args()
+    models = [trained.load_trained(checkpoint=c) for c in args.checkpoints]
+    config = models[0].config
+    data_config, split = evaluate.held_out_data(config.data, set())
+    source = dict(zip("AB", open_data(data_config)))[args.direction[0]]
+    transform = TransformConfig(load_size=data_config.load_size, crop_size=data_config.crop_size, flip=False,
+                                ins_max=config.train.ins_max)
+    examples = [transform_record(source[i], transform) for i in range(args.num)]
+    img, masks = np.stack([e["img"] for e in examples]), np.stack([e["masks"] for e in examples])
+    columns = [("input", [img, merge_masks(masks)])]
+    for model in models:
+        with x64_scope(model.config.model.dtype):
+            fake_img, fake_masks = evaluate.translator(model, args.direction)(img, masks)
+        tiles = [fake_img] if fake_masks is None else [fake_img, merge_masks(fake_masks)]
+        columns.append((f"{model.config.method}\nstep {model.step}", tiles))
+    width = img.shape[2]
+    header = join_tiles([label(name, width * len(tiles) + 2 * (len(tiles) - 1)) for name, tiles in columns], 1, 6)
+    rows = [join_tiles([join_tiles([to_uint8(np.asarray(t)[i]) for t in tiles]) for _, tiles in columns], 1, 6)
+            for i in range(args.num)]
+    print(f"{args.num} held-out images ({split}), {args.direction}: {save_png(join_tiles([header, *rows], 0), args.out)}")
+
+
+if __name__ == "__main__":
+    main()
