@@ -93,7 +93,7 @@ def test_masks_folder_and_named_checkpoint(tiny_run, model, tmp_path, capsys):
     assert [len(e.masks) for e in entries] == [4] and check_entries(entries) == 4
     assert main(["translate", str(tmp_path / "photos"), "--masks", str(tmp_path / "instances"), "--checkpoint",
                  str(tiny_run / "checkpoints" / "2"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    assert "(step 2)" in capsys.readouterr().out
+    assert "(step 2, instagan)" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out" / "images_seg").iterdir()) == [f"a_{i}.png" for i in range(4)]
 
 
@@ -173,8 +173,8 @@ def _error(capsys, argv) -> str:
     return capsys.readouterr().err
 
 
-def test_errors_name_the_file_before_the_model_loads(tmp_path, capsys):
-    run = ["--workdir", str(tmp_path / "no_run"), "--out", str(tmp_path / "out")]  # never reached: inputs fail first
+def test_errors_name_the_file_before_the_model_loads(tiny_run, tmp_path, capsys):
+    run = ["--workdir", str(tiny_run), "--out", str(tmp_path / "out")]  # only its config is read: inputs fail first
     folder = _layout(tmp_path / "data")
     (folder / "small.jpg").write_bytes(b"not an image")
     message = _error(capsys, ["translate", str(tmp_path / "data"), *run])
@@ -186,18 +186,19 @@ def test_errors_name_the_file_before_the_model_loads(tmp_path, capsys):
     assert re.search(r"mask .*testA_seg/wide_0.png is 10x10 but its image .*wide.jpg is 40x56",
                      _error(capsys, ["translate", str(folder), *run]))
     (tmp_path / "data" / "testA_seg" / "wide_0.png").unlink()
-    assert "no checkpoints folder" in _error(capsys, ["translate", str(folder), *run])  # inputs fine: the run is next
+    no_run = ["--workdir", str(tmp_path / "no_run"), "--out", str(tmp_path / "out")]
+    assert "no checkpoints folder" in _error(capsys, ["translate", str(folder), *no_run])  # the run comes first
     assert "does not exist" in _error(capsys, ["translate", str(folder), "--masks", str(tmp_path / "nomasks"), *run])
     missing = _error(capsys, ["translate", str(tmp_path / "nowhere"), *run])
     assert "nowhere does not exist" in missing
 
 
-def test_detection_errors(tmp_path, capsys):
+def test_detection_errors(tiny_run, tmp_path, capsys):
     _write_image(tmp_path / "images" / "5.png", 16, 16)
     results = [{"image_id": 5, "category_id": 3, "segmentation": _rle(_boxes(16, 20, 1)[0]), "score": 1.0}]
     (tmp_path / "r.json").write_text(json.dumps(results))
     base = ["translate", str(tmp_path / "images"), "--detections", str(tmp_path / "r.json"),
-            "--workdir", str(tmp_path), "--out", str(tmp_path / "out")]
+            "--workdir", str(tiny_run), "--out", str(tmp_path / "out")]
     assert "occurs in no detection of" in _error(capsys, base + ["--category", "4"])
     assert "is a name" in _error(capsys, base + ["--category", "sheep"])
     assert "needs --category" in _error(capsys, base)
