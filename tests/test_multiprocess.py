@@ -121,6 +121,7 @@ def _assert_same_state(a, b, where: str) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"{where}: {jax.tree_util.keystr(path)}")
 
 
+@pytest.mark.slow  # ~140 s: two training processes and a third that resumes; `make test-all` runs it
 def test_two_processes_train_like_one_process_on_two_devices_and_one_process_resumes(tmp_path):
     config_file = tmp_path / "tiny.json"
     config_file.write_text(json.dumps(TINY_RUN))
