@@ -111,6 +111,7 @@ def test_float32_step_jitted_at_batch_2_trains_every_network(tiny):
     assert cyclegan.summarize(jax.device_get(metrics)).keys() == METRICS
 
 
+@pytest.mark.slow  # ~30 s; `make test-all` runs it
 def test_batch_of_2_losses_are_the_means_of_each_sample_alone(tiny):
     """From one state, every loss of a batch of two is the mean of that loss on each sample alone:
     instance norm is per sample, each D call advances u, v once whatever the batch, the pool is filling."""

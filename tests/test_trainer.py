@@ -239,6 +239,7 @@ def test_cli_train_and_info(runs, tmp_path, capsys):
     assert info["param_sum_of_squares"]["G_A"] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow  # ~40 s; float64 steps are also checked by the float64 parity tests
 def test_float64_training_from_the_command_line(tmp_path, capsys):
     """model.dtype=float64 trains, checkpoints and resumes in float64; the process stays in float32 mode."""
     config_file = tmp_path / "tiny.json"
