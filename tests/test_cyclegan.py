@@ -92,6 +92,7 @@ def _images(seed: int, batch: int) -> dict[str, jax.Array]:
             for d, k in zip("AB", keys)}
 
 
+@pytest.mark.slow  # ~20 s; test_methods trains the method at batch 2 through the loop
 def test_float32_step_jitted_at_batch_2_trains_every_network(tiny):
     spec, state, step = tiny
     batch = {**_images(0, 2), "masks_A": jnp.zeros((2, 3, 32, 32, 1)), "valid_A": jnp.ones((2, 3), bool)}

@@ -105,6 +105,7 @@ TINY_CONFIG = {"method": "pix2pix", "model": {"ngf": 4, "ndf": 4},
                "train": {"batch_size": 2, "pool_size": 0}}
 
 
+@pytest.mark.slow  # ~20 s; test_methods trains the method at batch 2 through the loop
 def test_float32_train_step_jitted_at_tiny_size():
     from instagan_jax.config import config_from_dict
 
