@@ -6,6 +6,8 @@ happens only in `instagan_jax.convert`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -20,56 +22,86 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *,
            stride: int = 1, padding: int = 0, pad_mode: str = "zeros") -> jax.Array:
     """2-D cross-correlation like `torch.nn.Conv2d` (after `ReflectionPad2d` when pad_mode='reflect').
 
-    With reflection padding it is `_fast_valid_conv` of the reflect-padded input (PERF_NOTES.md).
+    Every conv is a `_canonical_conv`; a reflect-padded one runs its forward as a zero-padded conv of
+    the reflect-padded input with the border cropped (PERF_NOTES.md).
     """
     if pad_mode == "reflect" and padding:
         if stride != 1:
             raise ValueError("reflection padding is only used with stride 1")
         p = padding
-        y = _fast_valid_conv(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect"), kernel)
+        y = _canonical_conv(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect"), kernel, 1, 0)
     elif pad_mode in ("zeros", "reflect"):
-        y = lax.conv_general_dilated(x, kernel, (stride, stride),
-                                     [(padding, padding), (padding, padding)],
-                                     dimension_numbers=_DIMENSIONS)
+        y = _canonical_conv(x, kernel, stride, padding)
     else:
         raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
     return y if bias is None else y + bias
 
 
-def _valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 conv without padding."""
-    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
+def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding=((0, 0), (0, 0)), *,
+          lhs_dilation: int = 1, rhs_dilation: int = 1) -> jax.Array:
+    """`lax.conv_general_dilated` in the one layout XLA CPU runs fast: NHWC input, HWIO kernel, NHWC out."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding, (lhs_dilation,) * 2,
+                                    (rhs_dilation,) * 2, dimension_numbers=_DIMENSIONS)
 
 
-def _same_conv_cropped(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`_valid_conv` computed as a zero-padded ('SAME') conv with the border cropped: the same values."""
-    kh, kw = kernel.shape[:2]
-    top, left = (kh - 1) // 2, (kw - 1) // 2  # the low side of lax's SAME padding
-    y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
-    return y[:, top:top + x.shape[1] - kh + 1, left:left + x.shape[2] - kw + 1]
+def _forward_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """The conv itself; without padding and with stride 1, as a zero-padded ('SAME') conv, cropped.
 
-
-@jax.custom_vjp
-def _fast_valid_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`_valid_conv` with its forward as `_same_conv_cropped` and its VJP that of `_valid_conv`.
-
-    Each direction takes the form that stays on XLA CPU's fast conv path on a reflect-padded input
-    (PERF_NOTES.md, experiments/bench_layers.py): for the 7x7 heads with 3 or 1 output channels the
-    VALID forward is ~20x slower and the SAME form's fwd+bwd ~7x slower than this. Reverse mode only
-    (a custom VJP has no forward-mode rule).
+    The cropped form keeps the 7x7 heads with 1 or 3 output channels on the fast path (a VALID conv
+    of them is ~20x slower on XLA CPU, PERF_NOTES.md); both give the same values.
     """
-    return _same_conv_cropped(x, kernel)
+    if stride == 1 and padding == 0:
+        kh, kw = kernel.shape[:2]
+        top, left = (kh - 1) // 2, (kw - 1) // 2  # the low side of lax's SAME padding
+        y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
+        return y[:, top:top + x.shape[1] - kh + 1, left:left + x.shape[2] - kw + 1]
+    return _conv(x, kernel, stride, ((padding, padding), (padding, padding)))
 
 
-def _fast_valid_conv_fwd(x: jax.Array, kernel: jax.Array):
-    return _same_conv_cropped(x, kernel), (x, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _canonical_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """A conv whose backward pass is written as canonical NHWC x HWIO convs too.
+
+    Autodiff's input- and weight-gradient convs have other dimension layouts; XLA CPU rewrites them
+    into the canonical one outside loops but not inside a `lax.scan` body, where they run 5-45x slower
+    (PERF_NOTES.md). Reverse mode only (a custom VJP has no forward-mode rule).
+    """
+    return _forward_conv(x, kernel, stride, padding)
 
 
-def _fast_valid_conv_bwd(residuals, cotangent: jax.Array):
-    return jax.vjp(_valid_conv, *residuals)[1](cotangent)
+def _canonical_conv_fwd(x, kernel, stride, padding):
+    return _forward_conv(x, kernel, stride, padding), (x, kernel)
 
 
-_fast_valid_conv.defvjp(_fast_valid_conv_fwd, _fast_valid_conv_bwd)
+def _conv_input_grad(dy: jax.Array, kernel: jax.Array, stride: int, padding: int, x_shape) -> jax.Array:
+    """The cotangent of a conv's input: `dy` (input-dilated by the stride) conv the flipped kernel."""
+    kh, kw = kernel.shape[:2]
+    # Input rows (and columns) past the last window that the strided conv reaches get no gradient.
+    rest_h = (x_shape[1] + 2 * padding - kh) % stride
+    rest_w = (x_shape[2] + 2 * padding - kw) % stride
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, O, I)
+    return _conv(dy, flipped, 1, ((kh - 1 - padding, kh - 1 - padding + rest_h),
+                                  (kw - 1 - padding, kw - 1 - padding + rest_w)), lhs_dilation=stride)
+
+
+def _conv_kernel_grad(x: jax.Array, dy: jax.Array, stride: int, padding: int, kernel_shape) -> jax.Array:
+    """The cotangent of a conv's kernel: input channels as the batch, the batch as features, `dy` as a
+    kernel dilated by the stride."""
+    kh, kw = kernel_shape[:2]
+    rest_h = (x.shape[1] + 2 * padding - kh) % stride
+    rest_w = (x.shape[2] + 2 * padding - kw) % stride
+    dw = _conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1,
+               ((padding, padding - rest_h), (padding, padding - rest_w)), rhs_dilation=stride)
+    return dw.transpose(1, 2, 0, 3)
+
+
+def _canonical_conv_bwd(stride, padding, residuals, dy):
+    x, kernel = residuals
+    return (_conv_input_grad(dy, kernel, stride, padding, x.shape),
+            _conv_kernel_grad(x, dy, stride, padding, kernel.shape))
+
+
+_canonical_conv.defvjp(_canonical_conv_fwd, _canonical_conv_bwd)
 
 
 def _shift_up(x: jax.Array, axis: int) -> jax.Array:
@@ -79,14 +111,47 @@ def _shift_up(x: jax.Array, axis: int) -> jax.Array:
     return lax.slice_in_dim(jnp.pad(x, pad), 1, x.shape[axis] + 1, axis=axis)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _transposed_conv(x: jax.Array, kernel: jax.Array, col2im) -> jax.Array:
+    """A stride-2, padding-1 transposed conv computed by `col2im(x, kernel)` (one matmul and shifted adds).
+
+    Its VJP is written through the conv it transposes (stride 2, padding 1, kernel with in/out swapped):
+    the input's cotangent is that conv of `dy`, the kernel's its kernel gradient, both canonical convs.
+    Autodiff of the col2im would pad each tap's cotangent to the size of all taps (9-16 buffers of
+    9-16x the input) and run its convs in slow layouts inside a `lax.scan` (PERF_NOTES.md).
+    """
+    return col2im(x, kernel)
+
+
+def _transposed_conv_fwd(x, kernel, col2im):
+    return col2im(x, kernel), (x, kernel)
+
+
+def _transposed_conv_bwd(col2im, residuals, dy):
+    x, kernel = residuals
+    adjoint = kernel.transpose(0, 1, 3, 2)  # the kernel of the stride-2 conv this op transposes
+    dx = _forward_conv(dy, adjoint, 2, 1)
+    return dx, _conv_kernel_grad(dy, x, 2, 1, adjoint.shape).transpose(0, 1, 3, 2)
+
+
+_transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
+
+
 def conv_transpose2d_s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
     """`torch.nn.ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`: (B,H,W,I) -> (B,2H,2W,O).
 
     `kernel` is (3, 3, I, O) with PyTorch's tap order (kernel[ky, kx, i, o] == torch_w[i, o, ky, kx]).
-    Written as one matmul and a col2im of strided adds: output row 2m takes tap 1 of input row m,
-    row 2m+1 takes tap 2 of row m plus tap 0 of row m+1 (same along columns). The input-dilated conv
+    Computed as one matmul and a col2im of strided adds: output row 2m takes tap 1 of input row m,
+    row 2m+1 takes tap 2 of row m plus tap 0 of row m+1 (same along columns); its VJP is that of
+    `_transposed_conv`. The input-dilated conv
     form is numerically the same but its weight gradient is ~40x slower on XLA CPU (PERF_NOTES.md).
     """
+    y = _transposed_conv(x, kernel, _col2im_k3)
+    return y if bias is None else y + bias
+
+
+def _col2im_k3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`conv_transpose2d_s2` without bias, by its taps."""
     b, h, w, _ = x.shape
     taps = jnp.einsum("bhwi,yxio->bhwyxo", x, kernel)  # (B,H,W,3,3,O)
 
@@ -102,8 +167,7 @@ def conv_transpose2d_s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None 
     rows_even = jnp.stack([even_even, even_odd], axis=3)  # (B,H,W,2,O): column phase
     rows_odd = jnp.stack([odd_even, odd_odd], axis=3)
     y = jnp.stack([rows_even, rows_odd], axis=2)  # (B,H,2,W,2,O): row phase, column phase
-    y = y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
-    return y if bias is None else y + bias
+    return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
 def _shift_down(x: jax.Array, axis: int) -> jax.Array:
@@ -131,15 +195,20 @@ def conv_transpose2d_k4s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | Non
     """`torch.nn.ConvTranspose2d(k=4, stride=2, padding=1)`: (B,H,W,I) -> (B,2H,2W,O).
 
     `kernel` is (4, 4, I, O) with PyTorch's tap order (kernel[ky, kx, i, o] == torch_w[i, o, ky, kx]).
-    One matmul and a col2im of shifted adds, like `conv_transpose2d_s2` (the input-dilated conv form's
-    weight gradient is far slower on XLA CPU, PERF_NOTES.md).
+    One matmul and a col2im of shifted adds with `_transposed_conv`'s VJP, like `conv_transpose2d_s2`
+    (the input-dilated conv form's weight gradient is far slower on XLA CPU, PERF_NOTES.md).
     """
+    y = _transposed_conv(x, kernel, _col2im_k4)
+    return y if bias is None else y + bias
+
+
+def _col2im_k4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`conv_transpose2d_k4s2` without bias, by its taps."""
     b, h, w, _ = x.shape
     taps = jnp.einsum("bhwi,yxio->bhwyxo", x, kernel)  # (B,H,W,4,4,O)
     rows = _k4_phases(taps, tap_axis=3, axis=1)  # (B,H,2,W,4,O): row phase
     y = _k4_phases(rows, tap_axis=4, axis=3)  # (B,H,2,W,2,O): column phase
-    y = y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
-    return y if bias is None else y + bias
+    return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
 def instance_norm(x: jax.Array, eps: float = INSTANCE_NORM_EPS) -> jax.Array:
