@@ -26,7 +26,13 @@ from instagan_jax import optim
 from instagan_jax.methods import ImageSpec, Method
 from instagan_jax.nn import layers
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
-from instagan_jax.nn.modules import BatchNorm, SNConv, SpectralVector
+from instagan_jax.nn.modules import (
+    BatchNorm,
+    SNConv,
+    SpectralVector,
+    network_output,
+    to_compute,
+)
 from instagan_jax.nn.patchgan import PatchDiscriminator
 
 NETWORKS = ("G", "D")
@@ -48,10 +54,10 @@ class StridedConv(nnx.Module):
         self.transposed = transposed
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        bias = None if self.bias is None else self.bias[...]
+        x, kernel, bias = to_compute(self, x, self.kernel[...], None if self.bias is None else self.bias[...])
         if self.transposed:
-            return layers.conv_transpose2d_k4s2(x, self.kernel[...], bias)
-        return layers.conv2d(x, self.kernel[...], bias, stride=2, padding=1)
+            return layers.conv_transpose2d_k4s2(x, kernel, bias)
+        return layers.conv2d(x, kernel, bias, stride=2, padding=1)
 
 
 def unet_widths(ngf: int, num_downs: int) -> list[int]:
@@ -105,7 +111,7 @@ class UnetGenerator(nnx.Module):
                 keep = jax.random.bernoulli(jax.random.fold_in(key, level), 1.0 - DROPOUT_RATE, h.shape)
                 h = jnp.where(keep, h / (1.0 - DROPOUT_RATE), 0.0).astype(h.dtype)
             h = jnp.concatenate([skips[level - 1], h], axis=-1)
-        return jnp.tanh(self.ups[0](jax.nn.relu(h)))
+        return jnp.tanh(network_output(self, self.ups[0](jax.nn.relu(h))))
 
 
 def num_downs_for(height: int, width: int) -> int:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from instagan_jax.nn.modules import set_compute_dtype
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -19,15 +21,26 @@ class ModelConfig:
     ndf: int = 64
     n_blocks: int = 9
     image_channels: int = 3
-    dtype: str = "float32"  # parameters and compute; "float64" for exact comparisons (needs x64)
+    dtype: str = "float32"  # parameters (and compute); "float64" for exact comparisons (needs x64)
     dropout: bool = False  # pix2pix's U-Net: dropout 0.5 in its innermost ngf*8 blocks (train and test)
+    # Convs and matmuls: "float32" computes in `dtype` (float32, or float64 for a float64 model);
+    # "bfloat16" takes bf16 operands there (mixed precision: parameters, Adam, norm statistics and
+    # losses stay float32). Only with dtype float32.
+    compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"model.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+        if self.compute_dtype == "bfloat16" and self.dtype != "float32":
+            raise ValueError(f"model.compute_dtype bfloat16 needs model.dtype float32 (mixed precision keeps "
+                             f"float32 parameters), got model.dtype {self.dtype!r}")
 
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+# "float32": no reduced precision (compute in the parameter dtype); "bfloat16": bf16 conv/matmul operands.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def x64_scope(dtype: str):
@@ -50,12 +63,15 @@ def apply(module: nnx.Module, *args: jax.Array):
 
 
 def _build(cls: type, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
-    """`cls(config)` with every variable cast to `config.dtype`."""
+    """`cls(config)` with every variable cast to `config.dtype` and, for a reduced
+    `config.compute_dtype`, that compute dtype set on every submodule (`modules.set_compute_dtype`)."""
     dtype = DTYPES[config.dtype]
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("model.dtype float64 needs JAX's 64-bit mode: run inside nn.build.x64_scope('float64')")
     module = cls(config, rngs=rngs)
     nnx.update(module, jax.tree.map(lambda x: x.astype(dtype), nnx.state(module)))
+    if config.compute_dtype != "float32":
+        set_compute_dtype(module, config.compute_dtype)
     return module
 
 

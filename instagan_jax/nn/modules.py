@@ -1,5 +1,12 @@
 """Flax NNX modules shared by the methods: convs, transposed convs, ResNet blocks and the ResNet
-generator's encoder and decoder halves, spectrally normalised convs. Initialisation as the reference."""
+generator's encoder and decoder halves, spectrally normalised convs. Initialisation as the reference.
+
+Mixed precision (`model.compute_dtype` bfloat16): `build` sets a `compute_dtype` attribute on every
+module of a network (`set_compute_dtype`; absent = compute in the parameter dtype, today's graph).
+Convs then cast their input, kernel and bias to it (activations stay bf16 between layers), instance and
+batch norm compute their statistics in float32 and cast back, and each network casts what it returns
+(images, masks, scores) to float32 for the losses. Parameters, spectral-norm u, v and sigma stay float32.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,42 @@ BATCH_NORM_MOMENTUM = 0.1
 
 class SpectralVector(nnx.Variable):
     """A spectral-norm power-iteration vector (u or v): state, never trained."""
+
+
+def set_compute_dtype(module: nnx.Module, name: str) -> None:
+    """Make `module` and all its submodules compute in `name` (e.g. "bfloat16"): a static attribute."""
+    for _, sub in nnx.iter_modules(module):
+        sub.compute_dtype = name
+
+
+def compute_dtype_of(module: nnx.Module) -> jnp.dtype | None:
+    """The reduced compute dtype set on `module`, or None (compute in the parameter dtype)."""
+    name = getattr(module, "compute_dtype", None)
+    return None if name is None else jnp.dtype(name)
+
+
+def to_compute(module: nnx.Module, *arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
+    """`arrays` cast to the module's compute dtype (unchanged without one; None stays None)."""
+    dtype = compute_dtype_of(module)
+    if dtype is None:
+        return arrays
+    return tuple(None if a is None else a.astype(dtype) for a in arrays)
+
+
+def network_output(module: nnx.Module, x: jax.Array) -> jax.Array:
+    """What a network hands to the losses: float32 under a reduced compute dtype, else unchanged."""
+    return x if compute_dtype_of(module) is None else x.astype(jnp.float32)
+
+
+def _is_reduced(x: jax.Array) -> bool:
+    return jnp.dtype(x.dtype).itemsize < 4 and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def instance_norm(x: jax.Array) -> jax.Array:
+    """`layers.instance_norm`; a bf16 (or f16) input is normalised in float32 and cast back."""
+    if _is_reduced(x):
+        return layers.instance_norm(x.astype(jnp.float32)).astype(x.dtype)
+    return layers.instance_norm(x)
 
 
 def _normal_init(rngs: nnx.Rngs, shape: tuple[int, ...], std: float = 0.02) -> jax.Array:
@@ -37,8 +80,8 @@ class Conv(nnx.Module):
         self.stride, self.padding, self.pad_mode = stride, padding, pad_mode
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layers.conv2d(x, self.kernel[...], self.bias[...], stride=self.stride,
-                             padding=self.padding, pad_mode=self.pad_mode)
+        x, kernel, bias = to_compute(self, x, self.kernel[...], self.bias[...])
+        return layers.conv2d(x, kernel, bias, stride=self.stride, padding=self.padding, pad_mode=self.pad_mode)
 
 
 class ConvTranspose(nnx.Module):
@@ -49,7 +92,7 @@ class ConvTranspose(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layers.conv_transpose2d_s2(x, self.kernel[...], self.bias[...])
+        return layers.conv_transpose2d_s2(*to_compute(self, x, self.kernel[...], self.bias[...]))
 
 
 class ResnetBlock(nnx.Module):
@@ -60,8 +103,8 @@ class ResnetBlock(nnx.Module):
         self.conv2 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = jax.nn.relu(layers.instance_norm(self.conv1(x)))
-        return x + layers.instance_norm(self.conv2(h))
+        h = jax.nn.relu(instance_norm(self.conv1(x)))
+        return x + instance_norm(self.conv2(h))
 
 
 class Encoder(nnx.Module):
@@ -75,14 +118,15 @@ class Encoder(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for conv in (self.stem, self.down1, self.down2):
-            x = jax.nn.relu(layers.instance_norm(conv(x)))
+            x = jax.nn.relu(instance_norm(conv(x)))
         for block in self.blocks:
             x = block(x)
         return x
 
 
 class Decoder(nnx.Module):
-    """Two stride-2 upsamplings and a 7x7 tanh head: 4*width -> out_ch at 4x the resolution."""
+    """Two stride-2 upsamplings and a 7x7 tanh head: 4*width -> out_ch at 4x the resolution
+    (float32 from the head on under a reduced compute dtype)."""
 
     def __init__(self, width: int, out_ch: int, *, rngs: nnx.Rngs):
         self.up1 = ConvTranspose(4 * width, 2 * width, rngs=rngs)
@@ -90,9 +134,9 @@ class Decoder(nnx.Module):
         self.head = Conv(width, out_ch, 7, padding=3, pad_mode="reflect", rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jax.nn.relu(layers.instance_norm(self.up1(x)))
-        x = jax.nn.relu(layers.instance_norm(self.up2(x)))
-        return jnp.tanh(self.head(x))
+        x = jax.nn.relu(instance_norm(self.up1(x)))
+        x = jax.nn.relu(instance_norm(self.up2(x)))
+        return jnp.tanh(network_output(self, self.head(x)))
 
 
 class SNConv(nnx.Module):
@@ -101,6 +145,8 @@ class SNConv(nnx.Module):
     `sigmas(used)` advances u, v once per True entry of `used` (in order) and returns the sigma each
     entry sees; `__call__(x, sigma)` is then the conv with weight kernel / sigma. PyTorch's default
     init (uniform +-1/sqrt(fan_in) for kernel and bias) because the reference's init skips these convs.
+    Under a reduced compute dtype, u, v and sigma stay float32 (computed on the float32 kernel); a
+    single sigma divides the float32 kernel before the cast, per-sample sigmas the float32-cast output.
     """
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, bias: bool = True, rngs: nnx.Rngs):
@@ -127,8 +173,18 @@ class SNConv(nnx.Module):
 
     def __call__(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
         """Conv of x with kernel/sigma plus bias; sigma is a scalar or broadcasts against x."""
-        y = layers.conv2d(x, self.kernel[...], stride=self.stride, padding=1) / sigma
-        return y if self.bias is None else y + self.bias[...]
+        dtype = compute_dtype_of(self)
+        bias = None if self.bias is None else self.bias[...]
+        if dtype is None:
+            y = layers.conv2d(x, self.kernel[...], stride=self.stride, padding=1) / sigma
+            return y if bias is None else y + bias
+        if jnp.size(sigma) == 1:  # one sigma: normalise the float32 kernel, then cast it
+            kernel = self.kernel[...] / jnp.reshape(sigma, ())
+            y = layers.conv2d(x.astype(dtype), kernel.astype(dtype), stride=self.stride, padding=1)
+            return y if bias is None else y + bias.astype(dtype)
+        y = layers.conv2d(x.astype(dtype), self.kernel[...].astype(dtype), stride=self.stride, padding=1)
+        y = y.astype(jnp.float32) / sigma
+        return (y if bias is None else y + bias).astype(dtype)
 
     def step(self, x: jax.Array) -> jax.Array:
         """One call of the reference's `SpectralNorm(conv)`: advance u, v once, then convolve."""
@@ -140,6 +196,7 @@ class BatchNorm(nnx.Module):
 
     `train=True`: normalise with the batch's mean and biased variance, and move the running mean and
     (unbiased) variance 0.1 of the way towards them, as PyTorch does; `train=False`: use the running ones.
+    A bf16 input is normalised in float32 (statistics, running ones float32) and the result cast back.
     """
 
     def __init__(self, ch: int, *, rngs: nnx.Rngs):
@@ -149,6 +206,11 @@ class BatchNorm(nnx.Module):
         self.var = nnx.BatchStat(jnp.ones((ch,), jnp.float32))
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if _is_reduced(x):
+            return self._normalise(x.astype(jnp.float32), train).astype(x.dtype)
+        return self._normalise(x, train)
+
+    def _normalise(self, x: jax.Array, train: bool) -> jax.Array:
         if train:
             mean = jnp.mean(x, axis=(0, 1, 2))
             var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))

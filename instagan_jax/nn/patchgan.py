@@ -13,7 +13,7 @@ import jax
 from flax import nnx
 
 from instagan_jax.nn import layers
-from instagan_jax.nn.modules import BatchNorm, SNConv
+from instagan_jax.nn.modules import BatchNorm, SNConv, instance_norm, network_output
 
 NORMS = ("instance", "batch")
 
@@ -39,7 +39,7 @@ class PatchDiscriminator(nnx.Module):
         h = layers.leaky_relu(self.first.step(x))
         for i, conv in enumerate(self.convs):
             h = conv.step(h)
-            h = layers.instance_norm(h) if self.norms is None else self.norms[i](h, train)
+            h = instance_norm(h) if self.norms is None else self.norms[i](h, train)
             h = layers.leaky_relu(h)
-        h = self.last.step(h)
+        h = network_output(self, self.last.step(h))  # float32 scores (and sigmoid) under bf16 compute
         return jax.nn.sigmoid(h) if self.sigmoid else h

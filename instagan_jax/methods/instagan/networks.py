@@ -18,7 +18,13 @@ from flax import nnx
 
 from instagan_jax.nn import layers
 from instagan_jax.nn.build import ModelConfig
-from instagan_jax.nn.modules import Decoder, Encoder, SNConv
+from instagan_jax.nn.modules import (
+    Decoder,
+    Encoder,
+    SNConv,
+    instance_norm,
+    network_output,
+)
 
 
 def fold_instances(x: jax.Array) -> jax.Array:
@@ -78,7 +84,7 @@ class FeatureExtractor(nnx.Module):
             sigma = jnp.tile(conv.sigmas(used), batch)[:, None, None, None]
             h = conv(h, sigma)
             if i > 0:
-                h = layers.instance_norm(h)
+                h = instance_norm(h)
             h = layers.leaky_relu(h)
         return unfold_instances(h, batch)
 
@@ -102,5 +108,5 @@ class SetDiscriminator(nnx.Module):
         f_img = self.feature_img(img[:, None], one)[:, 0]
         f_set = set_sum(self.feature_seg(masks, jnp.any(valid, axis=0)), valid)
         h = jnp.concatenate([f_img, f_set], axis=-1)
-        h = layers.leaky_relu(layers.instance_norm(self.classifier1(h, self.classifier1.sigmas(one))))
-        return self.classifier2(h, self.classifier2.sigmas(one))
+        h = layers.leaky_relu(instance_norm(self.classifier1(h, self.classifier1.sigmas(one))))
+        return network_output(self, self.classifier2(h, self.classifier2.sigmas(one)))
