@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -116,8 +117,8 @@ def reference_step(reference_dir: Path, size: int, batch: dict, device: str):
     return step
 
 
-def ours_step(size: int, batch: dict, groups: str, overrides: list[str]):
-    """Our jitted iteration, compiled ahead of time; returns (step callable, compile s, compiled object)."""
+def ours_step(size: int, batch: dict, groups: str, overrides: list[str], count_flops: bool = True):
+    """Our jitted iteration, compiled ahead of time; returns (step callable, compile s, XLA figures)."""
     import jax
 
     from instagan_jax import loop, methods
@@ -132,24 +133,25 @@ def ours_step(size: int, batch: dict, groups: str, overrides: list[str]):
     start = time.perf_counter()
     compiled = loop.compiled_step(methods.get("instagan"), spec, placement).lower(holder["state"], data).compile()
     compile_s = time.perf_counter() - start
+    loop.release_freed_host_memory()  # as loop.train does after compiling
+    # XLA's cost analysis counts a loop body once: count the FLOPs on the unrolled form (lowered, not compiled)
+    flops = None
+    if count_flops:  # (not in the memory processes: tracing the unrolled form takes memory of its own)
+        unrolled = loop.compiled_step(methods.get("instagan"), dataclasses.replace(spec, unroll_groups=True), placement)
+        flops = unrolled.lower(holder["state"], data).cost_analysis().get("flops")
 
     def step() -> None:
         holder["state"], _, _ = compiled(holder["state"], data)
         jax.block_until_ready(holder["state"])
 
-    return step, compile_s, compiled
+    return step, compile_s, {**xla_memory(compiled), "flops": flops}
 
 
-def xla_figures(compiled) -> dict:
-    """FLOPs (cost_analysis: a dict, or a list of one per computation, or None) and memory_analysis sizes."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
-    out = {"flops": float(cost["flops"]) if cost and "flops" in cost else None}
+def xla_memory(compiled) -> dict:
+    """XLA's memory_analysis sizes in MiB (None where this backend gives none)."""
     memory = compiled.memory_analysis()
-    for field in ("temp", "argument", "output", "generated_code"):
-        value = getattr(memory, f"{field}_size_in_bytes", None) if memory is not None else None
-        out[f"{field}_mib"] = None if value is None else value / MIB
-    return out
+    return {f"{field}_mib": None if memory is None else getattr(memory, f"{field}_size_in_bytes", 0) / MIB
+            for field in ("temp", "argument", "output", "generated_code")}
 
 
 def timed(step) -> float:
@@ -194,7 +196,7 @@ def measure_alone(args) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             step = reference_step(args.reference_dir, size, batch, args.ref_device)
     else:
-        step = ours_step(size, batch, args.groups, args.set)[0]
+        step = ours_step(size, batch, args.groups, args.set, count_flops=False)[0]
     for _ in range(3):
         step()
     print("PEAK " + json.dumps(peak_memory(args.only, args.ref_device)))
@@ -216,9 +218,8 @@ def peak_in_subprocess(which: str, size: int, args) -> dict:
 def bench_size(size: int, args, with_reference: bool) -> dict:
     """Warm-up both, alternate timed iterations, XLA figures; then peak memory of each in its own process."""
     batch = synthetic_batch(size)
-    ours, compile_s, compiled = ours_step(size, batch, args.groups, args.set)
-    row = {"size": size, "ours": {"compile_s": compile_s, "first_call_s": timed(ours), "iters_s": [],
-                                  **xla_figures(compiled)}}
+    ours, compile_s, figures = ours_step(size, batch, args.groups, args.set)
+    row = {"size": size, "ours": {"compile_s": compile_s, "first_call_s": timed(ours), "iters_s": [], **figures}}
     if with_reference:
         with contextlib.redirect_stdout(io.StringIO()):
             ref = reference_step(args.reference_dir, size, batch, args.ref_device)
@@ -287,8 +288,6 @@ def report(info: dict, rows: list[dict], groups: str) -> str:
         o = row["ours"]
         sizes = " | ".join(fmt(o[f"{k}_mib"], ".1f") for k in ("temp", "argument", "output", "generated_code"))
         lines.append(f"| {row['size']}x{row['size']} | {fmt(o['flops'] and o['flops'] / 1e9, '.1f')} | {sizes} |")
-    if groups == "scan" or (groups == "auto" and info["backend"] != "cpu"):
-        lines.append("note: under lax.scan, XLA's cost analysis may count the loop body once (FLOPs of one group)")
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ class TrainConfig:
     steps: int | None = None  # iterations to run; None = (niter + niter_decay) epochs
     seed: int = 0
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
-    unroll_groups: bool | str = "auto"  # unroll the scan over mask groups; auto = on CPU only
+    unroll_groups: bool | str = "auto"  # unroll the loop over mask groups; "auto" (= false): a lax.scan
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,18 +3,15 @@ mini-batch training step (`step`), and sequential inference (`inference`)."""
 
 from __future__ import annotations
 
-import jax
-
 from instagan_jax.config import Config
 from instagan_jax.methods import Method
 from instagan_jax.methods.instagan import step
 
 
 def make_spec(config: Config, iters_per_epoch: float = 1.0) -> step.StepSpec:
-    """The static description of an iteration for a config (`train.unroll_groups` "auto": on CPU only)."""
+    """The static description of an iteration for a config (`train.unroll_groups` "auto": a scan)."""
     height, width = config.data.crop_size
-    unroll = config.train.unroll_groups
-    unroll = jax.default_backend() == "cpu" if unroll == "auto" else unroll
+    unroll = config.train.unroll_groups is True
     return step.StepSpec(config.model, height, width, train=config.train, loss=config.loss,
                          iters_per_epoch=float(iters_per_epoch), unroll_groups=unroll)
 
