@@ -85,7 +85,8 @@ def reference_missing(reference_dir: Path) -> str | None:
 def reference_step(reference_dir: Path, size: int, batch: dict, device: str):
     """The unmodified reference model built as its train.py does; returns a callable running one iteration."""
     import torch
-    if importlib.util.find_spec("torchvision") is None:  # data/base_dataset.py imports it; the model does not
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        # data/base_dataset.py imports it; the model does not
         stub = types.ModuleType("torchvision")
         stub.transforms = types.ModuleType("torchvision.transforms")
         sys.modules.update({"torchvision": stub, "torchvision.transforms": stub.transforms})
@@ -138,7 +139,8 @@ def ours_step(size: int, batch: dict, groups: str, overrides: list[str], count_f
     flops = None
     if count_flops:  # (not in the memory processes: tracing the unrolled form takes memory of its own)
         unrolled = loop.compiled_step(methods.get("instagan"), dataclasses.replace(spec, unroll_groups=True), placement)
-        flops = unrolled.lower(holder["state"], data).cost_analysis().get("flops")
+        cost = unrolled.lower(holder["state"], data).cost_analysis()  # None on some backends (GPU)
+        flops = cost.get("flops") if cost else None
 
     def step() -> None:
         holder["state"], _, _ = compiled(holder["state"], data)
@@ -334,13 +336,13 @@ def main(argv: list[str] | None = None) -> None:
     with_reference = not (skip_reference or missing)
     info = machine(args, with_reference)
     rows = []
-    for size in args.sizes:
+    for size in args.sizes:  # the report and the JSON so far after each size: a long run keeps what it measured
         print(f"{size}x{size} ...", flush=True)
         rows.append(bench_size(size, args, with_reference))
-    print(report(info, rows, args.groups))
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "groups": args.groups, "overrides": args.set,
-                                         "sizes": rows}, indent=1) + "\n")
+        print(report(info, rows, args.groups), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"machine": info, "groups": args.groups, "overrides": args.set,
+                                             "sizes": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
