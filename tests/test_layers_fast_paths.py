@@ -1,9 +1,13 @@
-"""The reflect-padded conv's custom VJP against the plain form it replaces.
+"""The convs' custom VJPs against the plain forms they replace, and the layouts XLA compiles.
 
-`layers.conv2d(..., pad_mode='reflect')` computes its forward as a SAME conv plus a crop and its
-backward as the VJP of a VALID conv (PERF_NOTES.md); values and all gradients must be those of the
-straightforward VALID conv on the reflect-padded input, differentiated by JAX.
+Every conv and transposed conv has a VJP written as canonical NHWC x HWIO convs (PERF_NOTES.md: other
+layouts run 5-45x slower inside a `lax.scan` on XLA CPU); the reflect-padded conv also computes its
+forward as a SAME conv plus a crop. Values and all gradients must be those of the straightforward
+forms differentiated by JAX, and a compiled training iteration must hold canonical convs only.
 """
+
+import collections
+import re
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +85,60 @@ def test_second_order_reverse_mode_matches():
         return jax.jit(jax.grad(inner))(kernel)
 
     _assert_close(input_grad_norm(_ours), input_grad_norm(_plain))
+
+
+def _plain_conv(x, kernel, stride, padding):
+    return lax.conv_general_dilated(x, kernel, (stride, stride), [(padding, padding)] * 2,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("size,k,stride,padding", [(9, 3, 2, 1), (8, 3, 2, 1), (8, 4, 2, 1), (7, 4, 2, 1),
+                                                   (6, 4, 1, 1), (5, 3, 1, 0)])
+def test_zero_padded_conv_gradients_equal_autodiff(size, k, stride, padding):
+    """Strided and stride-1 convs (the encoders' downsampling, the discriminators' 4x4 convs)."""
+    x, kernel, _, _ = _case(2, size, k, 3, 5, seed=30)
+    out = _plain_conv(x, kernel, stride, padding)
+    cotangent = _rand(34, out.shape)
+    ours = jax.vjp(lambda x, w: layers.conv2d(x, w, stride=stride, padding=padding), x, kernel)
+    plain = jax.vjp(lambda x, w: _plain_conv(x, w, stride, padding), x, kernel)
+    _assert_close(ours[0], plain[0], "output")
+    for name, a, b in zip(("input grad", "kernel grad"), ours[1](cotangent), plain[1](cotangent)):
+        _assert_close(a, b, name)
+
+
+@pytest.mark.parametrize("op,k", [(layers.conv_transpose2d_s2, 3), (layers.conv_transpose2d_k4s2, 4)])
+def test_transposed_conv_values_and_gradients_equal_autodiff_of_its_definition(op, k):
+    """A stride-2 transposed conv is the VJP of the stride-2 conv it transposes (kernel in/out swapped)."""
+    x, kernel, _, _ = _case(2, 5, k, 3, 4, seed=40)  # kernel (k, k, in=3, out=4) in PyTorch's tap order
+
+    def plain(x, kernel):
+        adjoint = kernel.transpose(0, 1, 3, 2)
+        return jax.vjp(lambda y: _plain_conv(y, adjoint, 2, 1), jnp.zeros((2, 10, 10, 4)))[1](x)[0]
+
+    cotangent = _rand(44, (2, 10, 10, 4))
+    ours, plain = jax.vjp(op, x, kernel), jax.vjp(plain, x, kernel)
+    _assert_close(ours[0], plain[0], "output")
+    for name, a, b in zip(("input grad", "kernel grad"), ours[1](cotangent), plain[1](cotangent)):
+        _assert_close(a, b, name)
+
+
+def test_scan_over_mask_groups_compiles_to_canonical_convs_only():
+    """The design's form (a `lax.scan` over groups): no conv left in a slow layout (PERF_NOTES.md)."""
+    from conftest import TINY_RUN
+
+    from instagan_jax import loop, methods
+    from instagan_jax.config import config_from_dict
+    from instagan_jax.methods.instagan import step as training
+    config = config_from_dict(TINY_RUN)
+    loader = loop.make_loader(config)
+    batch = next(loader)
+    loader.close()
+    spec = loop.step_spec(config, loader.batches_per_epoch)
+    assert not spec.unroll_groups and spec.n_groups == 2
+    placement = loop.make_placement()
+    state = training.init_state(spec)
+    text = loop.compiled_step(methods.get("instagan"), spec, placement).lower(
+        state, loop.to_global(batch, loop.BATCH_KEYS["sets"], placement.sharded)).compile().as_text()
+    layouts = collections.Counter(re.findall(r"dim_labels=([0-9a-z_]+->[0-9a-z]+)", text))
+    assert layouts["b01f_01io->b01f"] > 0
+    assert set(layouts) == {"b01f_01io->b01f"}, layouts
