@@ -134,7 +134,7 @@ def ours_step(size: int, batch: dict, groups: str, overrides: list[str], count_f
     start = time.perf_counter()
     compiled = loop.compiled_step(methods.get("instagan"), spec, placement).lower(holder["state"], data).compile()
     compile_s = time.perf_counter() - start
-    loop.release_freed_host_memory()  # as loop.train does after compiling
+    loop.release_compile_memory()  # as loop.train does after compiling
     # XLA's cost analysis counts a loop body once: count the FLOPs on the unrolled form (lowered, not compiled)
     flops = None
     if count_flops:  # (not in the memory processes: tracing the unrolled form takes memory of its own)

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import math
@@ -102,12 +103,15 @@ def compiled_step(method: methods.Method, spec: Any, placement: Placement) -> Ca
                    out_shardings=placement.replicated, donate_argnums=0)
 
 
-def release_freed_host_memory() -> None:
-    """Return the heap memory freed since (e.g. by XLA's compiler) to the OS; a no-op off glibc.
+def release_compile_memory() -> None:
+    """After compiling the step: drop JAX's tracing caches and return freed heap memory to the OS.
 
-    glibc keeps freed memory in its per-thread arenas: after compiling the reference-size iteration that
-    is ~0.7 GiB of resident memory the run never uses again (docs/BENCHMARKS.md).
+    The step keeps its compiled executable; the caches hold the traced program, and glibc keeps memory
+    XLA's compiler freed in its per-thread arenas (`malloc_trim` returns it; a no-op off glibc).
+    Together ~0.9 GiB of resident memory at the reference's model size (docs/BENCHMARKS.md).
     """
+    jax.clear_caches()
+    gc.collect()
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -412,7 +416,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             global_batch = to_global(batch, BATCH_KEYS[method.data], placement.sharded)
             if step == start:  # compile ahead, and hand the memory compiling freed back before running
                 train_step = train_step.lower(state, global_batch).compile()
-                release_freed_host_memory()
+                release_compile_memory()
             state, metrics, visuals = train_step(state, global_batch)
             metrics = jax.device_get(metrics)
             step += 1
