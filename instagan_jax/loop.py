@@ -20,7 +20,6 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
-import gc
 import json
 import logging
 import math
@@ -104,14 +103,11 @@ def compiled_step(method: methods.Method, spec: Any, placement: Placement) -> Ca
 
 
 def release_compile_memory() -> None:
-    """After compiling the step: drop JAX's tracing caches and return freed heap memory to the OS.
+    """After compiling the step: return the heap memory XLA's compiler freed to the OS.
 
-    The step keeps its compiled executable; the caches hold the traced program, and glibc keeps memory
-    XLA's compiler freed in its per-thread arenas (`malloc_trim` returns it; a no-op off glibc).
-    Together ~0.9 GiB of resident memory at the reference's model size (docs/BENCHMARKS.md).
+    glibc keeps it in its per-thread arenas otherwise (`malloc_trim` returns it; a no-op off glibc):
+    ~0.7 GiB of resident memory at the reference's model size (docs/BENCHMARKS.md).
     """
-    jax.clear_caches()
-    gc.collect()
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
