@@ -8,8 +8,8 @@ fwd+bwd is value_and_grad of sum(out * cotangent). GFLOP/s counts nominal conv F
 
 Forms: 'ours' is `instagan_jax.layers` as it stands; 'dilated' the transposed conv as an input-dilated
 conv; 'VALID' a VALID conv on the reflect-padded input; 'SAME+crop (autodiff)' a zero-padded conv on
-the reflect-padded input, border cropped, differentiated by JAX (ours uses this forward with the
-VALID form's VJP).
+the reflect-padded input, border cropped, differentiated by JAX (ours uses this forward with a VJP
+written as canonical NHWC x HWIO convs, `layers._canonical_conv`).
 """
 
 from __future__ import annotations
