@@ -93,7 +93,9 @@ def _plain_conv(x, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("size,k,stride,padding", [(9, 3, 2, 1), (8, 3, 2, 1), (8, 4, 2, 1), (7, 4, 2, 1),
-                                                   (6, 4, 1, 1), (5, 3, 1, 0)])
+                                                   (6, 4, 1, 1), (5, 3, 1, 0),
+                                                   # 1024+ output positions: kernel gradient by taps
+                                                   (32, 3, 1, 1), (26, 4, 1, 0), (64, 3, 2, 1), (65, 4, 2, 1)])
 def test_zero_padded_conv_gradients_equal_autodiff(size, k, stride, padding):
     """Strided and stride-1 convs (the encoders' downsampling, the discriminators' 4x4 convs)."""
     x, kernel, _, _ = _case(2, size, k, 3, 5, seed=30)

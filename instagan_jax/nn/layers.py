@@ -85,8 +85,41 @@ def _conv_input_grad(dy: jax.Array, kernel: jax.Array, stride: int, padding: int
 
 
 def _conv_kernel_grad(x: jax.Array, dy: jax.Array, stride: int, padding: int, kernel_shape) -> jax.Array:
-    """The cotangent of a conv's kernel: input channels as the batch, the batch as features, `dy` as a
-    kernel dilated by the stride."""
+    """The cotangent of a conv's kernel: by taps for kernels up to 4x4 on maps of 1024+ output
+    positions, else as one conv (where XLA CPU measured each form faster, docs/BENCHMARKS.md)."""
+    kh, kw = kernel_shape[:2]
+    if kh * kw <= 16 and dy.shape[0] * dy.shape[1] * dy.shape[2] >= 1024:
+        return _kernel_grad_by_taps(x, dy, stride, padding, kernel_shape)
+    return _kernel_grad_as_conv(x, dy, stride, padding, kernel_shape)
+
+
+def _kernel_grad_by_taps(x: jax.Array, dy: jax.Array, stride: int, padding: int, kernel_shape) -> jax.Array:
+    """One matmul per tap: the padded input against `dy` shifted to that tap's place (stride 1), or the
+    input window that tap sees against `dy` (stride > 1); all batch positions as the contracted rows.
+
+    At stride 1 the shifted copies are of `dy`: windows of `x` would be cut (and kept) in the forward pass.
+    """
+    kh, kw = kernel_shape[:2]
+    batch, out_h, out_w, out_ch = dy.shape
+    padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    in_ch = x.shape[3]
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            if stride == 1:
+                lhs = padded
+                rhs = jnp.pad(dy, ((0, 0), (ky, kh - 1 - ky), (kx, kw - 1 - kx), (0, 0)))
+            else:
+                lhs = lax.slice(padded, (0, ky, kx, 0),
+                                (batch, ky + stride * (out_h - 1) + 1, kx + stride * (out_w - 1) + 1, in_ch),
+                                (1, stride, stride, 1))
+                rhs = dy
+            taps.append(lax.dot_general(lhs.reshape(-1, in_ch), rhs.reshape(-1, out_ch), (((0,), (0,)), ((), ()))))
+    return jnp.stack(taps).reshape(kh, kw, in_ch, out_ch)
+
+
+def _kernel_grad_as_conv(x: jax.Array, dy: jax.Array, stride: int, padding: int, kernel_shape) -> jax.Array:
+    """Input channels as the batch, the batch as features, `dy` as a kernel dilated by the stride."""
     kh, kw = kernel_shape[:2]
     rest_h = (x.shape[1] + 2 * padding - kh) % stride
     rest_w = (x.shape[2] + 2 * padding - kw) % stride
