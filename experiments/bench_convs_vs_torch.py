@@ -239,6 +239,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="cores for both (CPU affinity, torch threads; default all)")
     parser.add_argument("--reference-dir", type=Path, default=DEFAULT_REFERENCE)
     args = parser.parse_args()
+    if args.size % 8 or args.size < 24:
+        parser.error(f"--size {args.size}: must be a multiple of 8 and at least 24 (the discriminator's last conv)")
     if args.threads:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
     try:
