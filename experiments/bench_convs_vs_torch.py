@@ -84,29 +84,19 @@ def forward_flop(c: ConvShape) -> float:
     return 2.0 * c.batch * out * out * c.kernel**2 * c.in_ch * c.out_ch
 
 
-def median_ms(fn, repeats: int) -> float:
+def medians_in_turns(*calls, repeats: int) -> tuple[float, ...]:
+    """Median ms of each callable, timed in turns (first, second, ..., first, ...) after warm-up, so that
+    the machine's drift hits all of them."""
     for _ in range(WARMUP_CALLS):
-        fn()
-    times = []
+        for fn in calls:
+            fn()
+    times = tuple([] for _ in calls)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
-def alternating_median_ms(first, second, repeats: int) -> tuple[float, float]:
-    """Median ms of each of two callables timed in turns (first, second, first, ...), after warm-up."""
-    for _ in range(WARMUP_CALLS):
-        first()
-        second()
-    times = ([], [])
-    for _ in range(repeats):
-        for fn, out in zip((first, second), times):
+        for fn, out in zip(calls, times):
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1])
+    return tuple(1e3 * statistics.median(t) for t in times)
 
 
 def ours_conv(c: ConvShape):
@@ -167,8 +157,8 @@ def bench(size: int, repeats: int) -> list[dict]:
         kernel = (rng.standard_normal((c.kernel, c.kernel, c.in_ch, c.out_ch)) / c.kernel / np.sqrt(c.in_ch)).astype(np.float32)
         bias = rng.standard_normal(c.out_ch).astype(np.float32)
         (ours_fwd, ours_both), (torch_fwd, torch_both) = ours_calls(c, x, kernel, bias), torch_calls(c, x, kernel, bias)
-        forward = alternating_median_ms(ours_fwd, torch_fwd, repeats)
-        both = alternating_median_ms(ours_both, torch_both, repeats)
+        forward = medians_in_turns(ours_fwd, torch_fwd, repeats=repeats)
+        both = medians_in_turns(ours_both, torch_both, repeats=repeats)
         results.append({"conv": c, "ours": (forward[0], both[0]), "torch": (forward[1], both[1])})
         print(row(results[-1]), flush=True)
     return results
@@ -215,7 +205,7 @@ def whole_generator(size: int, reference_dir: Path, repeats: int) -> str:
         jax.block_until_ready(grads(params))
 
     if not (reference_dir / "models" / "networks.py").is_file():
-        ours = median_ms(ours_step, repeats)
+        ours, = medians_in_turns(ours_step, repeats=repeats)
         return f"| G | whole generator call, fwd+bwd | | | | | {ours:.1f} | (no reference at {reference_dir}) | |"
     import torch
     sys.path.insert(0, str(reference_dir))
@@ -228,7 +218,7 @@ def whole_generator(size: int, reference_dir: Path, repeats: int) -> str:
         generator.zero_grad()
         generator(inputs).sum().backward()
 
-    ours, ref = alternating_median_ms(ours_step, reference_step, repeats)
+    ours, ref = medians_in_turns(ours_step, reference_step, repeats=repeats)
     return f"| G | whole generator call, fwd+bwd | | | | | {ours:.1f} | {ref:.1f} | {ref / ours:.2f}x |"
 
 
