@@ -65,7 +65,7 @@ def reference_convs(size: int, ngf: int = 64, n_blocks: int = 9) -> list[ConvSha
             ConvShape("G", f"{branch} res block 3x3", batch, s // 4, 4 * ngf, 4 * ngf, 3, 1, 1, "reflect", 2 * n_blocks),
             ConvShape("G", f"{branch} up1 3x3^T", batch, s // 4, 4 * width, 2 * width, 3, 2, 1, "transposed", 1),
             ConvShape("G", f"{branch} up2 3x3^T", batch, s // 2, 2 * width, width, 3, 2, 1, "transposed", 1),
-            ConvShape("G", f"{branch} head 7x7", 1 if branch == "img" else m, s, width, out, 7, 1, 3, "reflect", 1),
+            ConvShape("G", f"{branch} head 7x7", batch, s, width, out, 7, 1, 3, "reflect", 1),
         ]
     for branch, batch, cin in (("img", 1, 3), ("seg", m, 1)):
         rows += [ConvShape("D", f"{branch} conv1 4x4/2", batch, s, cin, ngf, 4, 2, 1, "zeros", 1),
