@@ -92,13 +92,17 @@ def _plain_conv(x, kernel, stride, padding):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("size,k,stride,padding", [(9, 3, 2, 1), (8, 3, 2, 1), (8, 4, 2, 1), (7, 4, 2, 1),
-                                                   (6, 4, 1, 1), (5, 3, 1, 0),
-                                                   # 1024+ output positions: kernel gradient by taps
-                                                   (32, 3, 1, 1), (26, 4, 1, 0), (64, 3, 2, 1), (65, 4, 2, 1)])
-def test_zero_padded_conv_gradients_equal_autodiff(size, k, stride, padding):
+@pytest.mark.parametrize("size,k,stride,padding,cout", [
+    (9, 3, 2, 1, 5), (8, 3, 2, 1, 5), (8, 4, 2, 1, 5), (7, 4, 2, 1, 5), (6, 4, 1, 1, 5), (5, 3, 1, 0, 5),
+    # 1024+ output positions: kernel gradient by taps
+    (32, 3, 1, 1, 5), (26, 4, 1, 0, 5), (64, 3, 2, 1, 5), (65, 4, 2, 1, 5),
+    # one output channel: kernel gradient by taps
+    (8, 4, 1, 1, 1),
+    # under 256 output positions, 64+ output channels: the conv as a matmul of patches
+    (8, 4, 1, 1, 64), (9, 4, 2, 1, 64), (10, 3, 2, 0, 70)])
+def test_zero_padded_conv_gradients_equal_autodiff(size, k, stride, padding, cout):
     """Strided and stride-1 convs (the encoders' downsampling, the discriminators' 4x4 convs)."""
-    x, kernel, _, _ = _case(2, size, k, 3, 5, seed=30)
+    x, kernel, _, _ = _case(2, size, k, 3, cout, seed=30)
     out = _plain_conv(x, kernel, stride, padding)
     cotangent = _rand(34, out.shape)
     ours = jax.vjp(lambda x, w: layers.conv2d(x, w, stride=stride, padding=padding), x, kernel)

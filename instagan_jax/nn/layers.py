@@ -44,12 +44,69 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding=((0, 0), (0,
                                     (rhs_dilation,) * 2, dimension_numbers=_DIMENSIONS)
 
 
+def _output_size(size: int, k: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - k) // stride + 1
+
+
+def _is_small_map(x_shape, kernel_shape, stride: int, padding: int) -> bool:
+    """Under 256 output positions (batch x H x W) and 64+ output channels: a conv XLA CPU runs at
+    20-40 GFLOP/s (the discriminators' 512 -> 1024 classifier on 7x7 maps), a matmul at 80-140."""
+    out_h = _output_size(x_shape[1], kernel_shape[0], stride, padding)
+    out_w = _output_size(x_shape[2], kernel_shape[1], stride, padding)
+    return x_shape[0] * out_h * out_w < 256 and kernel_shape[3] >= 64
+
+
+def _patches(x: jax.Array, kh: int, kw: int, stride: int, padding: int) -> jax.Array:
+    """(B, Ho, Wo, kh*kw*C): the zero-padded input window of each output position, taps major."""
+    batch, height, width, channels = x.shape
+    out_h, out_w = _output_size(height, kh, stride, padding), _output_size(width, kw, stride, padding)
+    padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    return jnp.concatenate([
+        lax.slice(padded, (0, ky, kx, 0), (batch, ky + stride * (out_h - 1) + 1, kx + stride * (out_w - 1) + 1,
+                                           channels), (1, stride, stride, 1))
+        for ky in range(kh) for kx in range(kw)], axis=-1)
+
+
+def _patches_transpose(d_patches: jax.Array, x_shape, kh: int, kw: int, stride: int, padding: int) -> jax.Array:
+    """The adjoint of `_patches`: each tap's cotangent added back where its window came from."""
+    batch, height, width, channels = x_shape
+    _, out_h, out_w, _ = d_patches.shape
+    padded_h, padded_w = height + 2 * padding, width + 2 * padding
+    total = jnp.zeros((batch, padded_h, padded_w, channels), d_patches.dtype)
+    for tap in range(kh * kw):
+        ky, kx = divmod(tap, kw)
+        part = d_patches[..., tap * channels:(tap + 1) * channels]
+        high_h = padded_h - ky - stride * (out_h - 1) - 1
+        high_w = padded_w - kx - stride * (out_w - 1) - 1
+        total = total + lax.pad(part, jnp.zeros((), part.dtype),
+                                ((0, 0, 0), (ky, high_h, stride - 1), (kx, high_w, stride - 1), (0, 0, 0)))
+    return total[:, padding:padding + height, padding:padding + width]
+
+
+def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    patches = _patches(x, kernel.shape[0], kernel.shape[1], stride, padding)
+    return lax.dot_general(patches, kernel.reshape(-1, kernel.shape[3]), (((3,), (0,)), ((), ())))
+
+
+def _conv_as_matmul_grads(x: jax.Array, kernel: jax.Array, stride: int, padding: int, dy: jax.Array):
+    """(input, kernel) cotangents of `_conv_as_matmul`: two matmuls and the patches' adjoint."""
+    kh, kw, _, out_ch = kernel.shape
+    d_patches = lax.dot_general(dy, kernel.reshape(-1, out_ch), (((3,), (1,)), ((), ())))
+    patches = _patches(x, kh, kw, stride, padding)
+    d_kernel = lax.dot_general(patches, dy, (((0, 1, 2), (0, 1, 2)), ((), ())))
+    return (_patches_transpose(d_patches, x.shape, kh, kw, stride, padding),
+            d_kernel.reshape(kernel.shape))
+
+
 def _forward_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
-    """The conv itself; without padding and with stride 1, as a zero-padded ('SAME') conv, cropped.
+    """The conv itself: on small maps as one matmul of the input's patches; without padding and with
+    stride 1, as a zero-padded ('SAME') conv, cropped.
 
     The cropped form keeps the 7x7 heads with 1 or 3 output channels on the fast path (a VALID conv
     of them is ~20x slower on XLA CPU, PERF_NOTES.md); both give the same values.
     """
+    if _is_small_map(x.shape, kernel.shape, stride, padding):
+        return _conv_as_matmul(x, kernel, stride, padding)
     if stride == 1 and padding == 0:
         kh, kw = kernel.shape[:2]
         top, left = (kh - 1) // 2, (kw - 1) // 2  # the low side of lax's SAME padding
@@ -86,9 +143,10 @@ def _conv_input_grad(dy: jax.Array, kernel: jax.Array, stride: int, padding: int
 
 def _conv_kernel_grad(x: jax.Array, dy: jax.Array, stride: int, padding: int, kernel_shape) -> jax.Array:
     """The cotangent of a conv's kernel: by taps for kernels up to 4x4 on maps of 1024+ output
-    positions, else as one conv (where XLA CPU measured each form faster, docs/BENCHMARKS.md)."""
+    positions or with one output channel (the discriminators' last conv: 25 -> 0.7 ms at 128x128),
+    else as one conv (where XLA CPU measured each form faster, docs/BENCHMARKS.md)."""
     kh, kw = kernel_shape[:2]
-    if kh * kw <= 16 and dy.shape[0] * dy.shape[1] * dy.shape[2] >= 1024:
+    if kh * kw <= 16 and (dy.shape[0] * dy.shape[1] * dy.shape[2] >= 1024 or kernel_shape[3] == 1):
         return _kernel_grad_by_taps(x, dy, stride, padding, kernel_shape)
     return _kernel_grad_as_conv(x, dy, stride, padding, kernel_shape)
 
@@ -130,6 +188,8 @@ def _kernel_grad_as_conv(x: jax.Array, dy: jax.Array, stride: int, padding: int,
 
 def _canonical_conv_bwd(stride, padding, residuals, dy):
     x, kernel = residuals
+    if _is_small_map(x.shape, kernel.shape, stride, padding):
+        return _conv_as_matmul_grads(x, kernel, stride, padding, dy)
     return (_conv_input_grad(dy, kernel, stride, padding, x.shape),
             _conv_kernel_grad(x, dy, stride, padding, kernel.shape))
 
