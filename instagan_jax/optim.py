@@ -25,10 +25,23 @@ def adam(train: TrainConfig) -> optax.GradientTransformation:
     return optax.scale_by_adam(b1=train.beta1, b2=train.beta2, eps=train.eps)
 
 
-def adam_step(train: TrainConfig, lr: jax.Array, params, opt_state, grads):
-    """One Adam update of `params` at learning rate `lr`: (new params, new optimiser state)."""
-    updates, opt_state = adam(train).update(grads, opt_state, params)
-    return jax.tree.map(lambda p, u: p - lr * u, params, updates), opt_state
+def adam_step(train: TrainConfig, lr: jax.Array, params, opt_state, grads, apply: jax.Array | bool = True):
+    """One Adam update of `params` at learning rate `lr` if the scalar `apply` holds, else none:
+    (new params, new optimiser state). The update is optax's `scale_by_adam` step, m_hat / (sqrt(v_hat) + eps).
+
+    The new moments are materialised (an optimisation barrier) before the parameters' update reads
+    them. Without it XLA recomputes them inside that update from the old moments, which must then
+    outlive the moments' own in-place update: inside the loop over mask groups it copied the moments and
+    parameters at the start of every group (docs/BENCHMARKS.md section 7).
+    """
+    _, new_state = adam(train).update(grads, opt_state)
+    new_state = jax.lax.optimization_barrier(where(apply, new_state, opt_state))
+    count = jnp.maximum(new_state.count, 1)  # 0 only where nothing is applied: no division by zero
+    mu_hat = optax.tree.bias_correction(new_state.mu, train.beta1, count)
+    nu_hat = optax.tree.bias_correction(new_state.nu, train.beta2, count)
+    new_params = jax.tree.map(lambda p, m, v: jnp.where(apply, p - lr * (m / (jnp.sqrt(v) + train.eps)), p),
+                              params, mu_hat, nu_hat)
+    return new_params, new_state
 
 
 def where(flag: jax.Array, new, old):

@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import TINY
 
@@ -90,6 +91,25 @@ def test_lambda_schedule_is_constant_then_linear_to_zero():
 @pytest.fixture(scope="module")
 def state():
     return training.init_state(SPEC, seed=0)
+
+
+def test_adam_step_is_optax_adam_and_a_false_flag_changes_nothing():
+    """Three steps of `optim.adam_step` against optax's Adam (same lr), then one with apply=False."""
+    train = TrainConfig(lr=0.01)
+    rng = np.random.default_rng(5)
+    params = {"w": jnp.asarray(rng.standard_normal((3, 4)), jnp.float32), "b": jnp.zeros((4,))}
+    reference = optax.adam(train.lr, b1=train.beta1, b2=train.beta2, eps=train.eps)
+    ours_p, ours_s, ref_p, ref_s = params, optim.adam(train).init(params), params, reference.init(params)
+    for _ in range(3):
+        grads = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), jnp.float32), params)
+        ours_p, ours_s = optim.adam_step(train, train.lr, ours_p, ours_s, grads, jnp.array(True))
+        updates, ref_s = reference.update(grads, ref_s, ref_p)
+        ref_p = optax.apply_updates(ref_p, updates)
+        for name in params:
+            np.testing.assert_allclose(ours_p[name], ref_p[name], rtol=0, atol=1e-6, err_msg=name)
+    held_p, held_s = optim.adam_step(train, train.lr, ours_p, ours_s, grads, jnp.array(False))
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                                            (held_p, held_s), (ours_p, ours_s))))
 
 
 def test_a_sample_without_instances_is_masked_out_of_its_direction(state):

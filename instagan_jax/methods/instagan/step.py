@@ -299,9 +299,7 @@ def group_step(spec: StepSpec, carry: Carry, group: MaskGroup, real: dict[str, R
     params, opt, spectral = dict(state.params), dict(state.opt), dict(state.spectral)
     any_ran = ran["A"] | ran["B"]
     for name in GENERATORS:
-        new_params, new_opt = optim.adam_step(spec.train, lr, params[name], opt[name], g_grads[name])
-        params[name] = optim.where(any_ran, new_params, params[name])
-        opt[name] = optim.where(any_ran, new_opt, opt[name])
+        params[name], opt[name] = optim.adam_step(spec.train, lr, params[name], opt[name], g_grads[name], any_ran)
 
     pools, grads = dict(state.pools), dict(g_grads)
     pool_keys = jax.random.split(key, 2)
@@ -312,9 +310,7 @@ def group_step(spec: StepSpec, carry: Carry, group: MaskGroup, real: dict[str, R
                                      runs[d.source])
         (loss_d, vectors), d_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
             spec, params[critic], spectral[critic], real[d.target], RealSet(*shown), runs[d.source])
-        new_params, new_opt = optim.adam_step(spec.train, lr, params[critic], opt[critic], d_grads)
-        params[critic] = optim.where(did_run, new_params, params[critic])
-        opt[critic] = optim.where(did_run, new_opt, opt[critic])
+        params[critic], opt[critic] = optim.adam_step(spec.train, lr, params[critic], opt[critic], d_grads, did_run)
         spectral[critic] = optim.where(did_run, vectors, spectral[critic])
         pools[d.target] = new_pool
         terms[d.critic_loss] = loss_d
