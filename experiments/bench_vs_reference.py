@@ -326,9 +326,12 @@ def main(argv: list[str] | None = None) -> None:
     if not (skip_reference or missing):
         import torch
         torch.set_num_threads(threads)
-        if args.ref_device == "auto" and args.only is None:
-            import jax
-            args.ref_device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+        if args.ref_device == "auto":
+            on_gpu = torch.cuda.is_available()
+            if args.only is None:  # an `--only ref` process does not import jax: its memory would count
+                import jax
+                on_gpu = on_gpu and jax.default_backend() == "gpu"
+            args.ref_device = "cuda" if on_gpu else "cpu"
     if args.only:
         return measure_alone(args)
     if missing:
