@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 FIXTURES ?= ../shared/parity/reference_small_f64.npz ../shared/parity/reference_small.npz \
             ../shared/parity/cyclegan_small_f64.npz ../shared/parity/pix2pix_small_f64.npz
 
-.PHONY: install demo test test-all parity bench clean
+.PHONY: install demo test test-packaging test-all parity bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: $(STAMP)  ## train on the built-in shapes data for a few minutes; writes s
 
 test: $(STAMP)  ## the default test suite (slow tests deselected)
 	$(BIN)/python -m pytest -q
+
+test-packaging: $(STAMP)  ## the wheel in a fresh venv, the notebook, the launch scripts (minutes; CI runs it)
+	$(BIN)/python -m pytest -q -m packaging
 
 test-all: $(STAMP)  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m ""

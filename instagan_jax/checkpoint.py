@@ -1,24 +1,26 @@
 """Checkpoints of a run with orbax: the whole train state, the data iterator's position and the config.
 
-Layout: `<workdir>/checkpoints/<step>/{state,data,config,checksum}`. Orbax writes each step to a
+Layout: `<workdir>/checkpoints/<step>/{state,data,config,checksum}`, or `<log.checkpoint_dir>/<step>/...`
+when the config names another folder or a URL orbax writes to (`gs://bucket/run`: needs `gcsfs`). Orbax writes each step to a
 temporary folder and renames it when complete, so an interrupted save never replaces a good
 checkpoint. `checksum` holds a SHA-256 digest of the state's bytes, checked on restore. On restore,
 a checkpoint that cannot be read or whose digest differs is damaged: it is reported (one line) and
 the next older one is tried. Saving a step found damaged first moves it to
-`<workdir>/damaged_checkpoints/`, so the good save replaces it and nothing is deleted.
+``damaged_checkpoints/` beside the checkpoints folder, so the good save replaces it and nothing is deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from instagan_jax.config import RESUMABLE_CHANGES, differences, with_defaults
@@ -44,15 +46,29 @@ def state_digest(state: Any) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_directory(workdir: str | Path, configured: str | None = None) -> Path | epath.Path:
+    """Where a run's checkpoints live: `configured` (`log.checkpoint_dir`: a folder, or a URL such as
+    gs://bucket/run) or, when that is empty, `<workdir>/checkpoints`. None reads `log.checkpoint_dir`
+    from the workdir's config.json (a run written before that key, or without the file: the default)."""
+    if configured is None:
+        saved = Path(workdir) / "config.json"
+        configured = json.loads(saved.read_text()).get("log", {}).get("checkpoint_dir", "") if saved.is_file() else ""
+    if not configured:
+        return Path(workdir).resolve() / "checkpoints"
+    if "://" in configured:
+        return epath.Path(configured)
+    return Path(configured).expanduser().resolve()
+
+
 class Checkpoints:
-    """Save and restore a run's checkpoints under `<workdir>/checkpoints`.
+    """Save and restore a run's checkpoints in `checkpoint_directory(workdir, directory)`.
 
     `read_only` opens an existing folder without creating anything (FileNotFoundError if there is
     none); only restore from it.
     """
 
-    def __init__(self, workdir: str | Path, keep: int = 3, read_only: bool = False):
-        self.directory = Path(workdir).resolve() / "checkpoints"
+    def __init__(self, workdir: str | Path, keep: int = 3, read_only: bool = False, directory: str | None = None):
+        self.directory = checkpoint_directory(workdir, directory)
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints folder {self.directory} (is {workdir} a training workdir?)")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
@@ -78,11 +94,11 @@ class Checkpoints:
         return self.directory / str(step)
 
     def _move_aside(self, step: int) -> None:
-        """Move a damaged step to `<workdir>/damaged_checkpoints/<step>[.n]` (process 0 moves it)."""
+        """Move a damaged step to `damaged_checkpoints/<step>[.n]` beside the checkpoints folder (process 0)."""
         if jax.process_index() == 0:
             aside = free_path(self.directory.parent / "damaged_checkpoints" / str(step))
             aside.parent.mkdir(exist_ok=True)
-            shutil.move(self.directory / str(step), aside)
+            (self.directory / str(step)).rename(aside)
             log.warning("moved damaged checkpoint %s to %s; saving a good one in its place",
                         self.directory / str(step), aside)
         if jax.process_count() > 1:
@@ -168,10 +184,11 @@ class Checkpoints:
         self.manager.close()
 
 
-def saved_steps(workdir: str | Path) -> list[int]:
-    """The steps saved in `<workdir>/checkpoints`, oldest first (none without that folder); creates nothing."""
+def saved_steps(workdir: str | Path, directory: str | None = None) -> list[int]:
+    """The steps saved in a run's checkpoints folder (`Checkpoints`), oldest first (none without that
+    folder); creates nothing."""
     try:
-        checkpoints = Checkpoints(workdir, read_only=True)
+        checkpoints = Checkpoints(workdir, read_only=True, directory=directory)
     except FileNotFoundError:
         return []
     try:
@@ -180,7 +197,7 @@ def saved_steps(workdir: str | Path) -> list[int]:
         checkpoints.close()
 
 
-def free_path(path: Path) -> Path:
+def free_path(path: Path | epath.Path) -> Path | epath.Path:
     """`path`, or else `path.2`, `path.3`, ...: the first that does not exist."""
     candidate, n = path, 1
     while candidate.exists():

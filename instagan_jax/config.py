@@ -69,6 +69,7 @@ class LogConfig:
     sample_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
+    checkpoint_dir: str = ""  # "" = <workdir>/checkpoints; or a folder, or a URL orbax writes to (gs://...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Config:
 RESUMABLE_CHANGES = frozenset({"model.compute_dtype", "train.steps", "train.distributed", "train.unroll_groups",
                                "data.num_threads", "data.num_workers",
                                "log.log_every", "log.sample_every", "log.checkpoint_every",
-                               "log.keep_checkpoints", "name"})
+                               "log.keep_checkpoints", "log.checkpoint_dir", "name"})
 
 
 # Smallest allowed value of numeric fields (a key absent here may take any value of its type).

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from instagan_jax.checkpoint import checkpoint_directory
 from instagan_jax.data.shapes import ROUND_ANGULAR_THRESHOLD, rectangularity
 
 SHAPE_THRESHOLD = ROUND_ANGULAR_THRESHOLD  # rectangularity at or above: angular (square/rectangle)
@@ -469,8 +470,8 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
 
     check_args(num, batch_size, out, fid_weights, data)
     run, _ = trained.locate(workdir, checkpoint)
-    if not (run / "checkpoints").is_dir():
-        raise FileNotFoundError(f"no checkpoints folder in {run} (is it a training workdir?)")
+    if not (directory := checkpoint_directory(run)).is_dir():
+        raise FileNotFoundError(f"no checkpoints folder in {run}: {directory} does not exist (is it a training workdir?)")
     paired = trained.saved_config(workdir, checkpoint).method in PAIRED_METHODS
     if paired and fid_weights is not None:
         raise ValueError("--fid-weights: a paired run (pix2pix) is scored against its own targets, without FID/KID")

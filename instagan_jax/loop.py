@@ -376,7 +376,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
         initial = None
-        if init_from is not None and saved_steps(workdir):
+        if init_from is not None and saved_steps(workdir, config.log.checkpoint_dir):
             print(f"{workdir} has checkpoints: resuming, --init-from {init_from} is ignored")
         elif init_from is not None:
             initial, folder = initial_networks(init_from, config)
@@ -385,7 +385,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         cleanup.callback(loader.close)
         spec = method.make_spec(config, loader.batches_per_epoch)
         total = _total_steps(config, steps, loader.batches_per_epoch)
-        checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints)
+        checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints, directory=config.log.checkpoint_dir)
         cleanup.callback(checkpoints.close)
         resumed = bool(checkpoints.steps())
         state, start = _restore_or_init(checkpoints, method, spec, config, placement, loader, initial)
@@ -452,7 +452,9 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
 def _save_sample(workdir: Path, step: int, rows: dict) -> Path | None:
     if jax.process_index() != 0:
         return None
-    return save_png(sample_grid(jax.device_get(rows)), workdir / "samples" / f"step_{step:07d}.png")
+    # Fetched entry by entry: `jax.device_get` of a dict would sort its keys, and so the grid's columns.
+    fetched = {name: {label: jax.device_get(images) for label, images in row.items()} for name, row in rows.items()}
+    return save_png(sample_grid(fetched), workdir / "samples" / f"step_{step:07d}.png")
 
 
 def _write_json(path: Path, values: dict) -> None:

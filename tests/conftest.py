@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from instagan_jax.nn.build import ModelConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 REFERENCE_SMALL = SHARED / "parity" / "reference_small.npz"
 REFERENCE_SMALL_F64 = SHARED / "parity" / "reference_small_f64.npz"
 
@@ -20,6 +22,16 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: shared data/fixtures live in ../shared beside the project")
     return path
+
+
+def copy_source(folder: Path) -> Path:
+    """`folder` with what a build of the package reads (pyproject.toml, README.md, instagan_jax/):
+    installing from the copy leaves no build files in the checkout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "instagan_jax", folder / "instagan_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
 
 
 @pytest.fixture(scope="session")

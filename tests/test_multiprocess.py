@@ -151,3 +151,25 @@ def test_two_processes_train_like_one_process_on_two_devices_and_one_process_res
         _assert_same_state(state_two, state_one, f"step {step}")  # bit for bit (see the module doc)
     metrics = [(workdir / "metrics.jsonl").read_text().splitlines() for workdir in (two, one)]
     assert metrics[0] == metrics[1] and len(metrics[0]) == 3
+
+
+@pytest.mark.packaging  # ~90 s; run by `make test-packaging` (CI)
+def test_the_launch_script_starts_two_processes_that_train_as_one_run(tmp_path):
+    """A pod simulated on localhost: each process started as on a host of its own, by
+    `experiments/launch/gpu.sh process` running the installed `instagan` command."""
+    instagan = Path(sys.executable).parent / "instagan"
+    if not instagan.is_file():
+        pytest.skip(f"no {instagan}: install the package (make install) to run its console script")
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(TINY_RUN))
+    workdir = tmp_path / "run"
+    address = f"127.0.0.1:{_free_port()}"
+    environment = _environment(JAX_COORDINATOR_BIND_ADDRESS=address, INSTAGAN=str(instagan))
+    launch = ["bash", str(ROOT / "experiments" / "launch" / "gpu.sh"), "process", "--coordinator", address,
+              "--num-processes", "2"]
+    train = ["--", "--config", str(config_file), "--workdir", str(workdir), "--steps", "2", "--no-progress"]
+    outputs = _run_together([([*launch, "--process-id", str(index), *train], environment) for index in (0, 1)])
+    assert all("now at iteration 2" in out for out in outputs)
+    state, data_state = _saved(workdir, 2)
+    assert data_state["batches_served"] == 2 and data_state["pipeline"]["shard_count"] == 2  # one run of 2 processes
+    assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2  # written once, by process 0

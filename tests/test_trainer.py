@@ -21,6 +21,7 @@ from instagan_jax import cli, data, loop
 from instagan_jax.checkpoint import (
     Checkpoints,
     ConfigMismatchError,
+    checkpoint_directory,
     replicated_abstract,
 )
 from instagan_jax.config import config_from_dict
@@ -353,3 +354,29 @@ def test_an_unwritable_workdir_is_an_error(tmp_path, capsys):
             pytest.skip("running as root and no /sys to stand for an unwritable folder")
     assert cli.main(["train", "--workdir", str(parent / "run"), "--no-progress"]) == 2
     assert str(parent) in capsys.readouterr().err
+
+
+def test_checkpoints_in_another_folder_are_written_resumed_and_read_there(tmp_path, capsys):
+    elsewhere = tmp_path / "bucket" / "run"
+    config = config_from_dict({**TINY_RUN, "log": {**TINY_RUN.get("log", {}), "checkpoint_dir": str(elsewhere)}})
+    workdir = tmp_path / "run"
+    loop.train(config, workdir, steps=0, progress=False)  # init and checkpoint 0; nothing compiled
+    assert (elsewhere / "0" / "state").is_dir() and not (workdir / "checkpoints").exists()
+    loop.train(config, workdir, steps=0, progress=False)
+    assert f"resuming from {elsewhere / '0'} (iteration 0)" in capsys.readouterr().out
+    assert cli.main(["info", str(workdir)]) == 0  # found through the workdir's config.json
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(elsewhere / "0")
+
+
+def test_a_checkpoint_url_is_kept_as_a_url():
+    assert str(checkpoint_directory("run", "gs://bucket/runs/shp2gir")) == "gs://bucket/runs/shp2gir"
+    assert checkpoint_directory("run", "") == Path("run").resolve() / "checkpoints"
+
+
+def test_sample_grids_keep_the_methods_row_and_column_order(tmp_path, monkeypatch):
+    grids = []
+    monkeypatch.setattr(loop, "sample_grid", lambda rows: grids.append(rows) or np.zeros((4, 4, 3), np.uint8))
+    image = jax.numpy.zeros((1, 4, 4, 3))
+    loop._save_sample(tmp_path, 1, {"B->A": {"real": image, "fake": image, "rec": image}, "A->B": {"real": image}})
+    assert [list(row) for row in grids[0].values()] == [["real", "fake", "rec"], ["real"]]
+    assert list(grids[0]) == ["B->A", "A->B"]
