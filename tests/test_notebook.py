@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +98,11 @@ def test_notebook_runs_a_tiny_training(tmp_path, monkeypatch):
     run = tmp_path / WORKDIR
     assert (run / "checkpoints" / str(STEPS)).is_dir() and (run / "checkpoints" / str(STEPS + 1)).is_dir()
     assert (run / "samples" / f"step_{STEPS:07d}.png").is_file()
-    assert len(list((run / "translated" / "images").glob("*.png"))) == NUM_TEST_IMAGES
+    translated = sorted((run / "translated" / "images").glob("*.png"))
+    assert len(translated) == NUM_TEST_IMAGES
+    for path in translated:  # the masks read from the COCO results JSON give the same translations
+        same = run / "translated_detections" / "images" / path.name
+        np.testing.assert_array_equal(np.asarray(PIL.Image.open(same)), np.asarray(PIL.Image.open(path)))
     images = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if "image/png" in output.get("data", {})]
     assert len(images) >= 4  # sample grid, loss curves, translations, the in-process translation

@@ -15,8 +15,8 @@ Usage: $(basename "$0") --tpu NAME --zone ZONE --data gs://BUCKET/DATA --checkpo
 
   --tpu NAME          the TPU VM (slice) name
   --zone ZONE         its zone, e.g. us-central2-b
-  --data URL          a bucket folder copied to ~/instagan_data on every worker (a TFDS data_dir for
-                      the COCO / folder configs: see docs/DATA.md)
+  --data URL          a bucket folder copied to ~/instagan_data on every worker: a TFDS data_dir
+                      (shp2gir_coco), or a data root with --data-key data.options.root (folder configs)
   --checkpoints URL   where orbax writes the checkpoints, e.g. gs://my-bucket/runs/shp2gir
   --project ID        gcloud project (default: gcloud's configured one)
   --config NAME       instagan config (default: shp2gir_coco)
