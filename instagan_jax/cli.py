@@ -34,8 +34,9 @@ def _train(args: argparse.Namespace) -> int:
     summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress, cluster=cluster,
                     init_from=args.init_from)
     done = summary.step - summary.start_step
-    print(f"{done} iteration(s) in this run ({summary.iterations_per_second:.2f} it/s after compiling); "
-          f"now at iteration {summary.step}")
+    rate = summary.iterations_per_second  # 0 when under 2 iterations ran: the first one compiles
+    speed = f" ({rate:.2f} it/s after compiling)" if rate else ""
+    print(f"{done} iteration(s) in this run{speed}; now at iteration {summary.step}")
     print(f"workdir:    {summary.workdir.resolve()}")
     if summary.checkpoint is not None:
         print(f"checkpoint: {summary.checkpoint}")

@@ -45,3 +45,4 @@ def test_installed_train_finds_the_default_config(installed, tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]  # config, data, init and a checkpoint; no compile
     assert json.loads((tmp_path / "run" / "config.json").read_text())["name"] == "default"
     assert "now at iteration 0" in done.stdout and (tmp_path / "run" / "checkpoints" / "0").is_dir()
+    assert "it/s" not in done.stdout  # no iteration ran: no speed to report

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import struct
@@ -232,6 +233,7 @@ def test_cli_train_and_info(runs, tmp_path, capsys):
                      "--no-progress", "--set", "log.sample_every=1"]) == 0
     out = capsys.readouterr().out
     assert "checkpoint:" in out and str(workdir / "checkpoints" / "2") in out
+    assert re.search(r"2 iteration\(s\) in this run \(\d+\.\d\d it/s after compiling\); now at iteration 2", out)
     assert cli.main(["info", str(workdir)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["step"] == 2 and set(info["param_sum_of_squares"]) == {"G_A", "G_B", "D_A", "D_B"}
