@@ -1,12 +1,12 @@
 """Checkpoints of a run with orbax: the whole train state, the data iterator's position and the config.
 
 Layout: `<workdir>/checkpoints/<step>/{state,data,config,checksum}`, or `<log.checkpoint_dir>/<step>/...`
-when the config names another folder or a URL orbax writes to (`gs://bucket/run`: needs `gcsfs`). Orbax writes each step to a
-temporary folder and renames it when complete, so an interrupted save never replaces a good
+when the config names another folder or a URL orbax writes to (`gs://bucket/run`: needs `gcsfs`).
+Orbax writes each step to a temporary folder and renames it when complete, so an interrupted save never replaces a good
 checkpoint. `checksum` holds a SHA-256 digest of the state's bytes, checked on restore. On restore,
 a checkpoint that cannot be read or whose digest differs is damaged: it is reported (one line) and
 the next older one is tried. Saving a step found damaged first moves it to
-``damaged_checkpoints/` beside the checkpoints folder, so the good save replaces it and nothing is deleted.
+`damaged_checkpoints/` beside the checkpoints folder, so the good save replaces it and nothing is deleted.
 """
 
 from __future__ import annotations
@@ -195,6 +195,19 @@ def saved_steps(workdir: str | Path, directory: str | None = None) -> list[int]:
         return checkpoints.steps()
     finally:
         checkpoints.close()
+
+
+def check_checkpoint_location(workdir: str | Path, configured: str) -> None:
+    """ValueError if the workdir's config.json puts its checkpoints elsewhere than `configured`
+    (`log.checkpoint_dir`) does, with checkpoints there and none at `configured`: the run would
+    start afresh instead of resuming."""
+    if not (Path(workdir) / "config.json").is_file():
+        return
+    recorded, wanted = checkpoint_directory(workdir), checkpoint_directory(workdir, configured)
+    if str(recorded) != str(wanted) and saved_steps(workdir) and not saved_steps(workdir, configured):
+        raise ValueError(f"the checkpoints of {workdir} are in {recorded} (its config.json), but log.checkpoint_dir "
+                         f"now points to {wanted}, which has none: set log.checkpoint_dir as that run did to "
+                         "resume, copy the checkpoints there, or choose a new --workdir")
 
 
 def free_path(path: Path | epath.Path) -> Path | epath.Path:

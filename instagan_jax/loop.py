@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from instagan_jax import data, methods, optim
 from instagan_jax.checkpoint import (
     Checkpoints,
+    check_checkpoint_location,
     free_path,
     replicated_abstract,
     saved_steps,
@@ -362,6 +363,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     if steps is not None and steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     check_workdir(Path(workdir))
+    check_checkpoint_location(workdir, config.log.checkpoint_dir)
     if config.train.distributed:
         jax.distributed.initialize(**(cluster_settings() if cluster is None else cluster))
     workdir = Path(workdir)

@@ -368,6 +368,11 @@ def test_checkpoints_in_another_folder_are_written_resumed_and_read_there(tmp_pa
     assert f"resuming from {elsewhere / '0'} (iteration 0)" in capsys.readouterr().out
     assert cli.main(["info", str(workdir)]) == 0  # found through the workdir's config.json
     assert json.loads(capsys.readouterr().out)["checkpoint"] == str(elsewhere / "0")
+    expected = (f"the checkpoints of {re.escape(str(workdir))} are in {re.escape(str(elsewhere))} .* points to "
+                f"{re.escape(str(workdir / 'checkpoints'))}, which has none")
+    with pytest.raises(ValueError, match=expected):
+        loop.train(CONFIG, workdir, steps=0, progress=False)  # without the key: would start afresh
+    assert not (workdir / "checkpoints").exists()
 
 
 def test_a_checkpoint_url_is_kept_as_a_url():
