@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def _commands(done: subprocess.CompletedProcess) -> list[list[str]]:
 
 def test_tpu_pod_dry_run_builds_copies_and_starts_every_worker():
     build, copy, start = _commands(_launch("tpu_pod.sh", *TPU, "--dry-run", "--", "--set", "train.batch_size=32"))
-    wheel = ROOT / "dist" / "instagan_jax-0.1.0-py3-none-any.whl"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    wheel = ROOT / "dist" / f"instagan_jax-{version}-py3-none-any.whl"
     assert build == ["python3", "-m", "build", "--wheel", "--outdir", str(ROOT / "dist"), str(ROOT)]
     assert copy == ["gcloud", "compute", "tpus", "tpu-vm", "scp", str(wheel), f"my-tpu:/tmp/{wheel.name}",
                     "--worker=all", "--zone=us-central2-b"]
