@@ -15,6 +15,15 @@ REFERENCE_SMALL = SHARED / "parity" / "reference_small.npz"
 REFERENCE_SMALL_F64 = SHARED / "parity" / "reference_small_f64.npz"
 
 TINY = ModelConfig(ngf=4, ndf=4, n_blocks=1)
+# `--set` values that shrink the built-in `default` config to seconds of compiling (32x32, one block).
+TINY_DEFAULT_OVERRIDES = ["model.ngf=4", "model.ndf=4", "model.n_blocks=1", "data.options.size=4",
+                          "data.options.height=36", "data.options.width=36", "data.crop_size=[32,32]",
+                          "train.ins_max=2", "train.ins_per=2"]
+
+
+def set_flags(overrides: list[str]) -> list[str]:
+    """`--set KEY=VALUE` for each override."""
+    return [arg for item in overrides for arg in ("--set", item)]
 
 
 def require_shared(path: Path) -> Path:

@@ -12,10 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_source
-
-TINY = ["model.ngf=4", "model.ndf=4", "model.n_blocks=1", "data.options.size=4", "data.options.height=36",
-        "data.options.width=36", "data.crop_size=[32,32]", "train.ins_max=2", "train.ins_per=2"]
+from conftest import TINY_DEFAULT_OVERRIDES, copy_source, set_flags
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +36,8 @@ def _run_installed(target: Path, cwd: Path, *args: str) -> subprocess.CompletedP
 def test_installed_train_finds_the_default_config(installed, tmp_path):
     where = _run_installed(installed, tmp_path, sys.executable, "-c", "import instagan_jax; print(instagan_jax.__file__)")
     assert Path(where.stdout.strip()).is_relative_to(installed), where.stdout + where.stderr
-    overrides = [arg for item in TINY for arg in ("--set", item)]
     done = _run_installed(installed, tmp_path, str(installed / "bin" / "instagan"), "train", "--config", "default",
-                          "--workdir", "run", "--steps", "0", "--no-progress", *overrides)
+                          "--workdir", "run", "--steps", "0", "--no-progress", *set_flags(TINY_DEFAULT_OVERRIDES))
     assert done.returncode == 0, done.stderr[-4000:]  # config, data, init and a checkpoint; no compile
     assert json.loads((tmp_path / "run" / "config.json").read_text())["name"] == "default"
     assert "now at iteration 0" in done.stdout and (tmp_path / "run" / "checkpoints" / "0").is_dir()

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+from conftest import TINY_DEFAULT_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "experiments" / "notebooks" / "quickstart.ipynb"
 WORKDIR = "run"  # relative to the kernel's folder, tmp_path
 STEPS = 2
 NUM_TEST_IMAGES = 2
-TINY = ["model.ngf=4", "model.ndf=4", "model.n_blocks=1", "data.options.size=4", "data.options.height=36",
-        "data.options.width=36", "data.crop_size=[32,32]", "train.ins_max=2", "train.ins_per=2",
-        "log.log_every=1", "log.sample_every=1"]
+TINY = [*TINY_DEFAULT_OVERRIDES, "log.log_every=1", "log.sample_every=1"]
 KERNEL_PROBE = "import sys\nprint('kernel python:', sys.executable)"
 
 

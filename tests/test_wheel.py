@@ -11,8 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE_SMALL_F64, copy_source, require_shared
-from test_install import TINY
+from conftest import (
+    REFERENCE_SMALL_F64,
+    TINY_DEFAULT_OVERRIDES,
+    copy_source,
+    require_shared,
+    set_flags,
+)
 
 pytestmark = pytest.mark.packaging  # minutes: a build, an install from the package index (or pip's cache)
 
@@ -50,9 +55,8 @@ def test_the_wheel_holds_the_configs_and_the_tfds_builders(venv):
 def test_the_installed_wheel_trains_from_another_folder(venv, tmp_path):
     where = _run(venv / "bin" / "python", "-c", "import instagan_jax; print(instagan_jax.__file__)", cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(venv)
-    overrides = [arg for item in TINY for arg in ("--set", item)]
     done = _run(venv / "bin" / "instagan", "train", "--config", "default", "--workdir", "run", "--steps", "1",
-                "--no-progress", *overrides, cwd=tmp_path)
+                "--no-progress", *set_flags(TINY_DEFAULT_OVERRIDES), cwd=tmp_path)
     assert "now at iteration 1" in done.stdout and (tmp_path / "run" / "checkpoints" / "1" / "state").is_dir()
 
 
