@@ -2,7 +2,7 @@
 
     config = load_config("default", ["train.batch_size=4", "model.ngf=32"])
 
-A config names its method (`instagan`, `cyclegan`, `pix2pix`) and has five sections (model, loss, data,
+A config names its method (`instagan`, `cyclegan`, `pix2pix`, `lomit`) and has five sections (model, loss, data,
 train, log) and a name; unknown keys, values of the wrong type (checked against the dataclass fields'
 annotations) and values out of range are errors that name the key and the value, so a typo never silently falls back to a default or fails deep in training.
 An override that changes `data.kind` drops the config file's `data.options` (they belong to the old kind).
@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
     unroll_groups: bool | str = "auto"  # unroll the loop over mask groups; "auto" (= false): a lax.scan
+    n_critic: int = 5  # LOMIT: discriminator updates per generator update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Config:
     """A whole run."""
 
     name: str = "default"
-    method: str = "instagan"  # instagan | cyclegan | pix2pix (instagan_jax.methods)
+    method: str = "instagan"  # instagan | cyclegan | pix2pix | lomit (instagan_jax.methods)
     model: ModelConfig = ModelConfig()
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
@@ -103,7 +104,10 @@ MINIMUMS = {
     "data.num_threads": 0, "data.num_workers": 0,
     "train.batch_size": 1, "train.ins_max": 1, "train.ins_per": 1, "train.pool_size": 0, "train.lr": 0.0,
     "train.beta1": 0.0, "train.beta2": 0.0, "train.eps": 0.0, "train.niter": 0, "train.niter_decay": 0,
-    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0,
+    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0, "train.n_critic": 1,
+    "model.style_dim": 1, "model.mask_layers": 0, "model.d_layers": 1, "model.n_attributes": 1,
+    "loss.lambda_gp": 0.0, "loss.lambda_cls": 0.0, "loss.lambda_rec": 0.0, "loss.lambda_content": 0.0,
+    "loss.lambda_style": 0.0, "loss.lambda_mask_sim": 0.0, "loss.lambda_mask_size": 0.0,
     "log.log_every": 1, "log.sample_every": 1, "log.checkpoint_every": 1, "log.keep_checkpoints": 1,
 }
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",

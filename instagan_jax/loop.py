@@ -54,6 +54,7 @@ BATCH_KEYS = {
     "sets": tuple(f"{kind}_{d}" for d in ("A", "B") for kind in ("img", "masks", "valid")),
     "images": ("img_A", "img_B"),
     "paired": ("img_A", "img_B"),
+    "attributes": ("img", "labels"),
 }
 # Train-state fields that `init_from` starts afresh; every other field holds the networks.
 TRAINING_FIELDS = ("step", "opt", "pools", "rng")
@@ -121,18 +122,20 @@ def step_spec(config: Config, iters_per_epoch: float) -> Any:
     return methods.get(config.method).make_spec(config, iters_per_epoch)
 
 
-def open_data(d: DataConfig, paired: bool = False):
-    """(source A, source B) of a data config, or its one source of aligned pairs (`paired`); ValueError
-    naming an option the source does not take."""
+def open_data(d: DataConfig, paired: bool = False, attributes: bool = False):
+    """(source A, source B) of a data config, its one source of aligned pairs (`paired`) or of attribute-labelled
+    images (`attributes`); ValueError naming an option the source does not take."""
+    opener = data.open_attributes if attributes else data.open_paired if paired else data.open_sources
     try:
-        return data.open_paired(d.kind, **dict(d.options)) if paired else data.open_sources(d.kind, **dict(d.options))
+        return opener(d.kind, **dict(d.options))
     except TypeError as err:
         raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
 
 
 def make_loader(config: Config) -> data.PairLoader:
     """This process's shard of the config's data, batch = global batch / number of processes: unpaired
-    A and B (with masks only for a method that uses them), or aligned pairs for a paired method."""
+    A and B (with masks only for a method that uses them), aligned pairs for a paired method, or labelled
+    images for an attribute method."""
     d, t = config.data, config.train
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {jax.process_count()} processes")
@@ -144,6 +147,12 @@ def make_loader(config: Config) -> data.PairLoader:
                    shard_index=jax.process_index(), shard_count=jax.process_count())
     if kind == "paired":
         return data.PairedLoader(open_data(d, paired=True), **options)
+    if kind == "attributes":
+        source = open_data(d, attributes=True)
+        if len(source.attributes) != config.model.n_attributes:
+            raise ValueError(f"config key model.n_attributes: {config.model.n_attributes}, but the data labels "
+                             f"{len(source.attributes)} attribute(s) {list(source.attributes)}")
+        return data.AttributeLoader(source, **options)
     return data.PairLoader(*open_data(d), **options)
 
 

@@ -21,7 +21,8 @@ PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE
 }
 
 
-METHOD_CONFIGS = {"default": "instagan", "cyclegan_shapes": "cyclegan", "pix2pix_shapes": "pix2pix"}
+METHOD_CONFIGS = {"default": "instagan", "cyclegan_shapes": "cyclegan", "pix2pix_shapes": "pix2pix",
+                  "lomit_shapes": "lomit"}
 
 
 def test_builtin_configs_have_the_reference_settings():
@@ -43,7 +44,8 @@ def test_method_configs_name_their_method_and_an_unknown_method_is_an_error():
     for path in CONFIG_DIR.glob("*.json"):
         if path.stem in METHOD_CONFIGS:
             assert load_config(path.stem).method == METHOD_CONFIGS[path.stem], path.stem
-    with pytest.raises(ValueError, match="config key method: expected one of instagan, cyclegan, pix2pix, got 'gan'"):
+    with pytest.raises(ValueError, match="config key method: expected one of instagan, cyclegan, pix2pix, lomit, "
+                                         "got .gan."):
         load_config("default", ["method=gan"])
 
 

@@ -45,11 +45,11 @@ def run(request, tmp_path_factory):
 
 
 def test_every_method_is_registered_and_has_a_builtin_config():
-    assert methods.NAMES == ("instagan", "cyclegan", "pix2pix")
-    for name, config in METHOD_CONFIGS.items():
+    assert methods.NAMES == ("instagan", "cyclegan", "pix2pix", "lomit")
+    for name, config in {**METHOD_CONFIGS, "instagan": "default", "lomit": "lomit_shapes"}.items():
         method = methods.get(name)
         assert method.name == name and load_config(config).method == name
-    with pytest.raises(ValueError, match="unknown method 'gan': choose one of instagan, cyclegan, pix2pix"):
+    with pytest.raises(ValueError, match="unknown method 'gan': choose one of instagan, cyclegan, pix2pix, lomit"):
         methods.get("gan")
 
 

@@ -9,8 +9,21 @@ transforms, and a grain loader of unpaired A/B batches with a resumable state.
 
 Paired methods (pix2pix) read aligned pairs: `data.PairedLoader(data.open_paired(kind, **options), ...)`
 yields img_A (input) and img_B (target) cropped and flipped alike (`data.paired`).
+
+Attribute methods (LOMIT) read labelled images: `data.AttributeLoader(data.open_attributes(kind, **options), ...)`
+yields img, labels (B,C) 0/1 and the true object mask where known (`data.attributes`).
 """
 
+from instagan_jax.data.attributes import (
+    AttributeLoader,
+    AttributeRecord,
+    AttributeShapesSource,
+    AttributeSource,
+    CelebASource,
+    attribute_shapes_record,
+    open_attributes,
+    transform_example,
+)
 from instagan_jax.data.coco import CocoSource, ann_to_mask, coco_sources, load_coco
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.folder import FolderSource, scan_domain, write_folder
@@ -28,8 +41,10 @@ from instagan_jax.data.sources import open_paired, open_sources
 from instagan_jax.data.transforms import TransformConfig, transform_record
 
 __all__ = [
-    "AlignedSource", "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "PairSource",
+    "AlignedSource", "AttributeLoader", "AttributeRecord", "AttributeShapesSource", "AttributeSource",
+    "CelebASource", "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "PairSource",
     "PairedLoader", "Record", "RecordSource", "ShapesSource", "SkipLog", "TransformConfig", "ZippedPairs",
-    "ann_to_mask", "coco_sources", "load_coco", "open_paired", "open_sources", "rectangularity", "scan_domain",
-    "shapes_record", "stack_batch", "transform_pair", "transform_record", "write_folder",
+    "ann_to_mask", "attribute_shapes_record", "coco_sources", "load_coco", "open_attributes", "open_paired",
+    "open_sources", "rectangularity", "scan_domain", "shapes_record", "stack_batch", "transform_example",
+    "transform_pair", "transform_record", "write_folder",
 ]

@@ -100,7 +100,11 @@ def transform_pair(pair: tuple[Record, Record], cfg: TransformConfig, seed: list
 
 
 class _AlignedMaker:
-    """Builds stream element g from its position (picklable, so it can run in worker processes)."""
+    """Builds stream element g from its position with `make` (picklable, so it can run in worker processes);
+    a subclass may build other elements from other sources by setting `make` and `what`."""
+
+    make = staticmethod(transform_pair)  # (source item, TransformConfig, seed list) -> element
+    what = "pair"  # what a source item is, for messages
 
     def __init__(self, source: PairSource, cfg: TransformConfig, seed: int, skip_bad: bool):
         self.source, self.cfg, self.seed, self.skip_bad = source, cfg, seed, skip_bad
@@ -110,14 +114,14 @@ class _AlignedMaker:
         index = position % len(self.source)
         for _ in range(_MAX_BAD_IN_A_ROW):
             try:
-                element = transform_pair(self.source[index], self.cfg, [self.seed, g, 1])
+                element = self.make(self.source[index], self.cfg, [self.seed, g, 1])
                 return {**element, "skipped": skipped}
             except DataError as err:
                 if not self.skip_bad:
                     raise
-                skipped.append(f"pair {index}: {err}")
+                skipped.append(f"{self.what} {index}: {err}")
                 index = (index + 1) % len(self.source)
-        raise DataError(f"{_MAX_BAD_IN_A_ROW} bad pairs in a row, last: {skipped[-1]}")
+        raise DataError(f"{_MAX_BAD_IN_A_ROW} bad {self.what}s in a row, last: {skipped[-1]}")
 
 
 class PairedLoader(PairLoader):

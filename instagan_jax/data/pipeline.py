@@ -64,6 +64,12 @@ class _PairMaker:
         return element
 
 
+def _id_key(key: str) -> str:
+    """The id entry of the record an array belongs to: 'img_A' -> 'id_A'; 'img', 'has_mask' -> 'id'."""
+    domain = key.rpartition("_")[2]
+    return f"id_{domain}" if domain in ("A", "B") else "id"
+
+
 def stack_batch(elements: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack stream elements: arrays along a new batch axis, ids as a string array, skip lists joined."""
     batch: dict[str, Any] = {}
@@ -71,12 +77,12 @@ def stack_batch(elements: Sequence[dict[str, Any]]) -> dict[str, Any]:
         values = [e[key] for e in elements]
         if key == "skipped":
             batch[key] = [message for v in values for message in v]
-        elif key.startswith("id_"):
+        elif key == "id" or key.startswith("id_"):
             batch[key] = np.array(values, dtype=str)
         else:
             shapes = {np.shape(v) for v in values}
             if len(shapes) > 1:
-                ids = [e["id_" + key.split("_")[-1]] for e in elements]
+                ids = [e[_id_key(key)] for e in elements]
                 raise DataError(f"cannot batch {key} of different shapes {sorted(shapes)} (records {ids}); "
                                 "set load_size or crop_size so that all records have one size")
             batch[key] = np.stack(values)

@@ -1,7 +1,7 @@
 """The translation methods, side by side, behind one small interface (`Method`).
 
     from instagan_jax import methods
-    method = methods.get("cyclegan")          # "instagan" | "cyclegan" | "pix2pix"
+    method = methods.get("cyclegan")          # "instagan" | "cyclegan" | "pix2pix" | "lomit"
     spec = method.make_spec(config, iters_per_epoch)
     state = method.init_state(spec, seed)
     state, metrics, visuals = method.train_step(spec, state, batch)   # pure, jittable
@@ -21,7 +21,8 @@ from typing import Any
 #   "sets":   unpaired img_A, img_B with instance masks masks_A, masks_B (B,K,H,W,1) and valid_A, valid_B (B,K)
 #   "images": unpaired img_A, img_B
 #   "paired": aligned img_A (input) and img_B (target)
-DATA_KINDS = ("sets", "images", "paired")
+#   "attributes": img (B,H,W,3) with multi-label attributes labels (B,C) in {0, 1} (LOMIT)
+DATA_KINDS = ("sets", "images", "paired", "attributes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ class ImageSpec:
         return cls(config.model, config.loss, config.train, height, width, float(iters_per_epoch))
 
 
-NAMES = ("instagan", "cyclegan", "pix2pix")
+NAMES = ("instagan", "cyclegan", "pix2pix", "lomit")
 
 
 def get(name: str) -> Method:

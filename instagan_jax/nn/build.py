@@ -27,6 +27,13 @@ class ModelConfig:
     # "bfloat16" takes bf16 operands there (mixed precision: parameters, Adam, norm statistics and
     # losses stay float32). Only with dtype float32.
     compute_dtype: str = "float32"
+    # LOMIT (methods/lomit): style code size, mask network depth, one style head for fg and bg (the public
+    # code's sharing; the paper has two), discriminator depth, attributes the data labels
+    style_dim: int = 8
+    mask_layers: int = 6
+    shared_style_heads: bool = False
+    d_layers: int = 6
+    n_attributes: int = 2
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

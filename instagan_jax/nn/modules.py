@@ -61,22 +61,31 @@ def instance_norm(x: jax.Array) -> jax.Array:
     return layers.instance_norm(x)
 
 
-def _normal_init(rngs: nnx.Rngs, shape: tuple[int, ...], std: float = 0.02) -> jax.Array:
+def normal_init(rngs: nnx.Rngs, shape: tuple[int, ...], std: float = 0.02) -> jax.Array:
     return std * jax.random.normal(rngs.params(), shape, jnp.float32)
 
 
-def _torch_default_init(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+def torch_default_init(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int) -> jax.Array:
     bound = 1.0 / math.sqrt(fan_in)
     return jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
 
 
 class Conv(nnx.Module):
-    """Conv2d with bias; kernel HWIO, N(0, 0.02) init and zero bias as the reference's generator."""
+    """Conv2d with bias; kernel HWIO. `init` "normal": N(0, 0.02) kernel and zero bias, as the reference's
+    generator; "torch": PyTorch's default, uniform +-1/sqrt(fan_in) for both (StarGAN's discriminator)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1,
-                 padding: int = 0, pad_mode: str = "zeros", rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_normal_init(rngs, (kernel_size, kernel_size, in_ch, out_ch)))
-        self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
+                 padding: int = 0, pad_mode: str = "zeros", init: str = "normal", rngs: nnx.Rngs):
+        shape = (kernel_size, kernel_size, in_ch, out_ch)
+        if init == "normal":
+            self.kernel = nnx.Param(normal_init(rngs, shape))
+            self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
+        elif init == "torch":
+            fan_in = in_ch * kernel_size**2
+            self.kernel = nnx.Param(torch_default_init(rngs, shape, fan_in))
+            self.bias = nnx.Param(torch_default_init(rngs, (out_ch,), fan_in))
+        else:
+            raise ValueError(f"init must be 'normal' or 'torch', got {init!r}")
         self.stride, self.padding, self.pad_mode = stride, padding, pad_mode
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,7 +97,7 @@ class ConvTranspose(nnx.Module):
     """ConvTranspose2d(k=3, s=2, p=1, output_padding=1): doubles H and W."""
 
     def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_normal_init(rngs, (3, 3, in_ch, out_ch)))
+        self.kernel = nnx.Param(normal_init(rngs, (3, 3, in_ch, out_ch)))
         self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -151,8 +160,8 @@ class SNConv(nnx.Module):
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, bias: bool = True, rngs: nnx.Rngs):
         fan_in = in_ch * 16
-        self.kernel = nnx.Param(_torch_default_init(rngs, (4, 4, in_ch, out_ch), fan_in))
-        self.bias = nnx.Param(_torch_default_init(rngs, (out_ch,), fan_in)) if bias else None
+        self.kernel = nnx.Param(torch_default_init(rngs, (4, 4, in_ch, out_ch), fan_in))
+        self.bias = nnx.Param(torch_default_init(rngs, (out_ch,), fan_in)) if bias else None
         self.u = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (out_ch,))))
         self.v = SpectralVector(layers.l2_normalize(jax.random.normal(rngs.params(), (fan_in,))))
         self.stride = stride
@@ -200,7 +209,7 @@ class BatchNorm(nnx.Module):
     """
 
     def __init__(self, ch: int, *, rngs: nnx.Rngs):
-        self.scale = nnx.Param(1.0 + _normal_init(rngs, (ch,)))
+        self.scale = nnx.Param(1.0 + normal_init(rngs, (ch,)))
         self.bias = nnx.Param(jnp.zeros((ch,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((ch,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((ch,), jnp.float32))
