@@ -106,11 +106,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    from instagan_jax.data.imageio import read_image, read_mask
     from instagan_jax.trained import load_trained, saved_config
     from instagan_jax.translate import (
         check_entries,
         check_size,
         gather_entries,
+        lomit_translator,
         translate_entries,
         translator,
     )
@@ -118,6 +120,13 @@ def _translate(args: argparse.Namespace) -> int:
     method = saved_config(args.workdir, args.checkpoint).method
     if method == "pix2pix" and args.direction != "AtoB":
         raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
+    if (method == "lomit") != (args.exemplar is not None):
+        raise ValueError("a LOMIT run translates with an exemplar: give --exemplar IMAGE" if method == "lomit" else
+                         f"--exemplar goes with a LOMIT run, not a {method} run")
+    if args.user_mask is not None and method != "lomit":
+        raise ValueError(f"--user-mask goes with a LOMIT run, not a {method} run")
+    exemplar = None if args.exemplar is None else read_image(args.exemplar)
+    user_mask = None if args.user_mask is None else read_mask(args.user_mask)
     if args.ins_per is not None and (args.ins_per < 1 or method != "instagan"):
         raise ValueError(f"--ins-per must be at least 1 and goes with an InstaGAN run, got {args.ins_per} "
                          f"for a {method} run")
@@ -130,11 +139,14 @@ def _translate(args: argparse.Namespace) -> int:
     print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method == "instagan" else "")
           + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)
-    translate = translator(model, args.direction, args.ins_per)
-    size = check_size(tuple(args.size or model.config.data.crop_size))
+    size = check_size(tuple(args.size or model.config.data.crop_size), 16 if method == "lomit" else 4)
+    if method == "lomit":
+        translate = lomit_translator(model.networks["G"], exemplar, size, user_mask)
+    else:
+        translate = translator(model, args.direction, args.ins_per)
     groups = f", {args.ins_per or model.config.train.ins_per} instance(s) per group" if method == "instagan" else ""
-    print(f"model: {model.checkpoint} (step {model.step}, {method}), {args.direction}; "
-          f"network size {size[0]}x{size[1]}{groups}")
+    how = f"exemplar {args.exemplar}" if method == "lomit" else args.direction
+    print(f"model: {model.checkpoint} (step {model.step}, {method}), {how}; network size {size[0]}x{size[1]}{groups}")
     summary = translate_entries(translate, entries, args.out, size=size, dtype=model.config.model.dtype,
                                 title=f"{model.checkpoint} {args.direction}", progress=not args.no_progress)
     print(summary.line())
@@ -223,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "translate", help="translate images and their instance masks with a trained run",
         description="Translate images and their instance masks (largest first, --ins-per at a time). Masks come "
                     "from the reference layout (INPUTS/ with INPUTS_seg/NAME_i.png, or a data root holding "
-                    "testA/ and testB/), from a folder (--masks), or from COCO results (--detections).")
+                    "testA/ and testB/), from a folder (--masks), or from COCO results (--detections). A LOMIT "
+                    "run translates images with an exemplar's foreground style (--exemplar).")
     translate.add_argument("inputs", help="folder of images (or a data root holding testA/ and testB/)")
     translate.add_argument("--workdir", help="the run's folder: its newest checkpoint")
     translate.add_argument("--checkpoint", help="one checkpoint folder, RUN/checkpoints/N")
@@ -241,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--image-info", metavar="COCO.json",
                            help="with --detections: COCO JSON whose images [{id, file_name}] map ids to files "
                                 "(and whose categories name them); default: file stem == image id")
+    translate.add_argument("--exemplar", metavar="IMAGE",
+                           help="a LOMIT run: the image whose foreground style every input takes")
+    translate.add_argument("--user-mask", metavar="MASK.png",
+                           help="a LOMIT run: translate only where this mask is white, instead of the learned "
+                                "mask (the paper's user intervention)")
     translate.add_argument("--no-progress", action="store_true", help="no progress bar")
     translate.set_defaults(func=_translate)
     return parser

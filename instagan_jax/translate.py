@@ -4,7 +4,8 @@ Every input is read once up front (a missing or corrupt file, or a mask whose si
 image, is named before the model loads). Each image is then resized to the network's size and
 translated by the run's method (`translator`): InstaGAN orders its masks largest first and translates
 them `ins_per` at a time by one compiled scan (`inference.translate_forward`); CycleGAN and pix2pix
-translate the image alone. The outputs are resized back to the image's size. In `out`:
+translate the image alone; LOMIT gives every image one exemplar's foreground style (`lomit_translator`),
+where its learned mask (or a user's mask) says. The outputs are resized back to the image's size. In `out`:
 
     images/NAME.png            translated image
     images_seg/NAME_<i>.png    translated mask of input instance i (0/255), so `out` is itself in the
@@ -105,10 +106,11 @@ def check_entries(entries: list[Entry]) -> int:
     return sum(len(entry.read()[1]) for entry in entries)
 
 
-def check_size(size: tuple[int, int]) -> tuple[int, int]:
-    """The network size (H, W); `ValueError` unless both are positive multiples of 4 (two stride-2 levels)."""
-    if len(size) != 2 or any(s < 4 or s % 4 for s in size):
-        raise ValueError(f"size must be two positive multiples of 4 (H W), got {' '.join(map(str, size))}")
+def check_size(size: tuple[int, int], multiple: int = 4) -> tuple[int, int]:
+    """The network size (H, W); `ValueError` unless both are positive multiples of `multiple` (4: two
+    stride-2 levels; LOMIT's style encoder has four)."""
+    if len(size) != 2 or any(s < multiple or s % multiple for s in size):
+        raise ValueError(f"size must be two positive multiples of {multiple} (H W), got {' '.join(map(str, size))}")
     return tuple(size)
 
 
@@ -189,8 +191,29 @@ def instagan_translator(forward, ins_per: int):
     return lambda img, slots: translate_forward(forward, img, slots, ins_per=ins_per)
 
 
+def lomit_translator(generator, exemplar: np.ndarray, size: tuple[int, int], user_mask: np.ndarray | None = None):
+    """`translate(img, _) -> (image, None)` of a LOMIT generator: every image takes `exemplar`'s foreground
+    style (RGB uint8, resized to `size`); `user_mask` (uint8 (H, W), white = translate), resized to the
+    network's 1/4 resolution, replaces the learned mask of every image (the paper's user intervention)."""
+    from instagan_jax.methods.lomit.step import translate
+
+    exemplar_img = to_unit_range(resize(exemplar, size, RESIZE_FILTER))[None]
+    mask = None
+    if user_mask is not None:
+        quarter = (size[0] // 4, size[1] // 4)
+        mask = (resize_mask(user_mask, quarter, RESIZE_FILTER).astype(np.float32) / 255.0)[None, ..., None]
+
+    def translate_image(img, _):
+        dtype = img.dtype
+        return translate(generator, img, exemplar_img.astype(dtype), None if mask is None else mask.astype(dtype))[
+            "output"], None
+
+    return translate_image
+
+
 def translator(model, direction: str, ins_per: int | None = None):
-    """`translate(img (1,H,W,3), slots (1,K,H,W,1)) -> (image, masks or None)` of a trained run's method."""
+    """`translate(img (1,H,W,3), slots (1,K,H,W,1)) -> (image, masks or None)` of a trained run's method
+    (LOMIT's needs its exemplar: `lomit_translator`)."""
     method = model.config.method
     if method == "pix2pix":
         import jax

@@ -131,6 +131,9 @@ def test_a_user_mask_zero_in_a_region_gives_the_self_translations_decoder_input_
     assert float(jnp.max(jnp.abs(translated[:, :, 4:] - own[:, :, 4:]))) > 1e-3  # the exemplar's style elsewhere
     out = lomit.translate(g, image, exemplar, mask=user_mask)
     np.testing.assert_array_equal(out["mask"], user_mask)
+    learned = lomit.translate(g, jnp.concatenate([image, exemplar]), exemplar)  # one exemplar for a batch
+    assert learned["output"].shape == (2, 32, 32, 3) and learned["mask"].shape == (2, 8, 8, 1)
+    assert 0.0 < float(jnp.min(learned["mask"])) and float(jnp.max(learned["mask"])) < 1.0
 
 
 def test_spec_refuses_batch_1_and_sizes_the_discriminator_cannot_halve():

@@ -247,6 +247,18 @@ class Generator(nnx.Module):
         """The background style code: E_s^b(up(1 - m) * x)."""
         return self.style((1.0 - upsample_mask(mask, image.shape[1], image.shape[2])) * image, "bg")
 
+    def __call__(self, image: jax.Array, exemplar: jax.Array, mask: jax.Array | None = None,
+                 train: bool = False) -> dict[str, jax.Array]:
+        """`image` with `exemplar`'s foreground style: {'output', 'mask' (the input's, 1/4 resolution),
+        'exemplar_mask', 'content'}. A given `mask` (B, H/4, W/4, 1) replaces the learned one (the paper's
+        user intervention); the exemplar's mask is always the learned one."""
+        content, exemplar_content = self.content(image), self.content(exemplar)
+        learned = self.mask(content, exemplar_content, train)
+        exemplar_mask = self.mask(exemplar_content, content, train)
+        mask = learned if mask is None else mask
+        output = self.render(mask, content, self.fg_style(exemplar, exemplar_mask), self.bg_style(image, mask))
+        return {"output": output, "mask": mask, "exemplar_mask": exemplar_mask, "content": content}
+
     def stylise(self, mask: jax.Array, content: jax.Array, fg_style: jax.Array, bg_style: jax.Array) -> jax.Array:
         """HAdaIN of `content` with a foreground and a background style code: the decoder's input."""
         return hadain(mask, content, self.fg_mlp(fg_style), self.bg_mlp(bg_style))

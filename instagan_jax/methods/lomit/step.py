@@ -36,7 +36,7 @@ from instagan_jax.methods.lomit.networks import (
     sized_model,
     upsample_mask,
 )
-from instagan_jax.nn.build import DTYPES, abstract, create
+from instagan_jax.nn.build import DTYPES, abstract, apply, create
 
 NETWORKS = ("G", "D")
 G_TERMS = ("G_adv", "G_cls", "cycle", "self", "content", "style_fg", "style_bg", "mask_sim", "mask_size", "G")
@@ -99,18 +99,12 @@ def modules(spec: Spec, state: TrainState) -> dict[str, nnx.Module]:
             "D": nnx.merge(spec.graphdefs["D"], state.params["D"])}
 
 
-def translate(generator: Generator, image: jax.Array, exemplar: jax.Array, train: bool = False,
+def translate(generator: Generator, images: jax.Array, exemplar: jax.Array,
               mask: jax.Array | None = None) -> dict[str, jax.Array]:
-    """`image` with `exemplar`'s foreground style: {'output', 'mask' (the input's, 1/4 resolution),
-    'exemplar_mask', 'content'}. A given `mask` (B, H/4, W/4, 1) replaces the learned one (the paper's
-    user intervention); the exemplar's mask is always the learned one."""
-    content, exemplar_content = generator.content(image), generator.content(exemplar)
-    learned = generator.mask(content, exemplar_content, train)
-    exemplar_mask = generator.mask(exemplar_content, content, train)
-    mask = learned if mask is None else mask
-    output = generator.render(mask, content, generator.fg_style(exemplar, exemplar_mask),
-                              generator.bg_style(image, mask))
-    return {"output": output, "mask": mask, "exemplar_mask": exemplar_mask, "content": content}
+    """`Generator.__call__` compiled, in inference mode (batch norm's running statistics); `exemplar`
+    (1 or B, H, W, 3) is broadcast to the batch."""
+    exemplar = jnp.broadcast_to(exemplar, images.shape)
+    return apply(generator, images, exemplar, mask)
 
 
 def _l1(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -123,7 +117,7 @@ def _generator_loss(spec: Spec, g_params: nnx.State, stats: nnx.State, d_params:
     g = nnx.merge(spec.graphdefs["G"], g_params, stats, copy=True)
     d = nnx.merge(spec.graphdefs["D"], d_params)
     w = spec.loss
-    forward = translate(g, real, exemplar, train=True)
+    forward = g(real, exemplar, train=True)
     fake, mask, content = forward["output"], forward["mask"], forward["content"]
     self_mask = g.mask(content, content, True)
     self_translation = g.render(self_mask, content, g.fg_style(real, self_mask), g.bg_style(real, self_mask))
@@ -178,7 +172,7 @@ def train_step(spec: Spec, state: TrainState, batch: dict[str, jax.Array]):
     params, opt = dict(state.params), dict(state.opt)
 
     g = nnx.merge(spec.graphdefs["G"], params["G"], state.batch_stats["G"], copy=True)
-    forward = jax.lax.stop_gradient(translate(g, real, exemplar, train=True))
+    forward = jax.lax.stop_gradient(g(real, exemplar, train=True))
     fake = forward["output"]
     stats = nnx.state(g, nnx.BatchStat)
     alpha = jax.random.uniform(alpha_key, (real.shape[0],), dtype)
