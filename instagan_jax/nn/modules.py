@@ -107,9 +107,9 @@ class ConvTranspose(nnx.Module):
 class ResnetBlock(nnx.Module):
     """x + IN(conv(relu(IN(conv(x))))) with reflection-padded 3x3 convs."""
 
-    def __init__(self, ch: int, *, rngs: nnx.Rngs):
-        self.conv1 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
-        self.conv2 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
+    def __init__(self, ch: int, *, init: str = "normal", rngs: nnx.Rngs):
+        self.conv1 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", init=init, rngs=rngs)
+        self.conv2 = Conv(ch, ch, 3, padding=1, pad_mode="reflect", init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = jax.nn.relu(instance_norm(self.conv1(x)))

@@ -11,7 +11,9 @@
 - `Discriminator`: StarGAN's: 4x4 stride-2 convs with LeakyReLU(0.01), a patch `src` head and an
   attribute `cls` head.
 
-Generator convs are reflection-padded; the discriminator's are zero-padded, as StarGAN's.
+Generator convs are reflection-padded; the discriminator's are zero-padded, as StarGAN's. Every layer
+starts from PyTorch's default init (uniform +-1/sqrt(fan_in)): with the N(0, 0.02) init of the
+InstaGAN family the style codes start near 0 and the style losses are met by constant codes.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from instagan_jax.nn.modules import (
     BatchNorm,
     Conv,
     ResnetBlock,
-    normal_init,
     torch_default_init,
 )
 
+INIT = "torch"  # PyTorch's default init for every layer (the public code builds on MUNIT and StarGAN)
 LEAKY_SLOPE = 0.01
 LAYER_NORM_EPS = 1e-5
 MLP_WIDTH = 256
@@ -49,7 +51,7 @@ class DownConv(nnx.Module):
     """4x4 stride-2 conv on a 1-pixel reflection-padded input: H x W -> H/2 x W/2."""
 
     def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs):
-        self.conv = Conv(in_ch, out_ch, 4, stride=2, rngs=rngs)
+        self.conv = Conv(in_ch, out_ch, 4, stride=2, init=INIT, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.conv(reflect_pad(x, 1))
@@ -60,9 +62,9 @@ class ContentEncoder(nnx.Module):
 
     def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
         ngf = model.ngf
-        self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", rngs=rngs)
+        self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", init=INIT, rngs=rngs)
         self.down = nnx.List([DownConv(ngf, 2 * ngf, rngs=rngs), DownConv(2 * ngf, 4 * ngf, rngs=rngs)])
-        self.blocks = nnx.List([ResnetBlock(4 * ngf, rngs=rngs) for _ in range(model.n_blocks)])
+        self.blocks = nnx.List([ResnetBlock(4 * ngf, init=INIT, rngs=rngs) for _ in range(model.n_blocks)])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jax.nn.relu(layers.instance_norm(self.stem(x)))
@@ -78,7 +80,7 @@ class StyleHead(nnx.Module):
 
     def __init__(self, width: int, style_dim: int, *, rngs: nnx.Rngs):
         self.down = nnx.List([DownConv(width, width, rngs=rngs), DownConv(width, width, rngs=rngs)])
-        self.out = Conv(width, style_dim, 1, rngs=rngs)
+        self.out = Conv(width, style_dim, 1, init=INIT, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for conv in self.down:
@@ -92,7 +94,7 @@ class StyleEncoder(nnx.Module):
 
     def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
         ngf = model.ngf
-        self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", rngs=rngs)
+        self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", init=INIT, rngs=rngs)
         self.down = nnx.List([DownConv(ngf, 2 * ngf, rngs=rngs), DownConv(2 * ngf, 4 * ngf, rngs=rngs)])
         self.fg = StyleHead(4 * ngf, model.style_dim, rngs=rngs)
         self.bg = None if model.shared_style_heads else StyleHead(4 * ngf, model.style_dim, rngs=rngs)
@@ -106,11 +108,11 @@ class StyleEncoder(nnx.Module):
 
 
 class Linear(nnx.Module):
-    """A dense layer, N(0, 0.02) weights and zero bias."""
+    """A dense layer with PyTorch's default init (uniform +-1/sqrt(fan_in) weights and bias)."""
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(normal_init(rngs, (in_features, out_features)))
-        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+        self.kernel = nnx.Param(torch_default_init(rngs, (in_features, out_features), in_features))
+        self.bias = nnx.Param(torch_default_init(rngs, (out_features,), in_features))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x @ self.kernel[...] + self.bias[...]
@@ -124,10 +126,10 @@ class MaskNetwork(nnx.Module):
         width = 4 * model.ngf
         self.squeeze = Linear(width, 2 * width, rngs=rngs)
         self.excite = Linear(2 * width, width, rngs=rngs)
-        self.convs = nnx.List([Conv(width, width, 3, padding=1, pad_mode="reflect", rngs=rngs)
+        self.convs = nnx.List([Conv(width, width, 3, padding=1, pad_mode="reflect", init=INIT, rngs=rngs)
                                for _ in range(model.mask_layers)])
         self.norms = nnx.List([BatchNorm(width, rngs=rngs) for _ in range(model.mask_layers)])
-        self.out = Conv(width, 1, 1, rngs=rngs)
+        self.out = Conv(width, 1, 1, init=INIT, rngs=rngs)
 
     def __call__(self, c_in: jax.Array, c_ex: jax.Array, train: bool) -> jax.Array:
         pooled = jnp.mean(c_ex, axis=(1, 2))
@@ -184,9 +186,9 @@ class LayerNormBlock(nnx.Module):
     """x + LN(conv(relu(LN(conv(x))))) with reflection-padded 3x3 convs."""
 
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv1 = Conv(channels, channels, 3, padding=1, pad_mode="reflect", rngs=rngs)
+        self.conv1 = Conv(channels, channels, 3, padding=1, pad_mode="reflect", init=INIT, rngs=rngs)
         self.norm1 = LayerNorm(channels)
-        self.conv2 = Conv(channels, channels, 3, padding=1, pad_mode="reflect", rngs=rngs)
+        self.conv2 = Conv(channels, channels, 3, padding=1, pad_mode="reflect", init=INIT, rngs=rngs)
         self.norm2 = LayerNorm(channels)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -198,7 +200,7 @@ class UpConv(nnx.Module):
     """Nearest x2 upsampling, a 5x5 conv, layer norm, ReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs):
-        self.conv = Conv(in_ch, out_ch, 5, padding=2, pad_mode="reflect", rngs=rngs)
+        self.conv = Conv(in_ch, out_ch, 5, padding=2, pad_mode="reflect", init=INIT, rngs=rngs)
         self.norm = LayerNorm(out_ch)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -213,7 +215,7 @@ class Decoder(nnx.Module):
         ngf = model.ngf
         self.blocks = nnx.List([LayerNormBlock(4 * ngf, rngs=rngs) for _ in range(model.n_blocks)])
         self.up = nnx.List([UpConv(4 * ngf, 2 * ngf, rngs=rngs), UpConv(2 * ngf, ngf, rngs=rngs)])
-        self.head = Conv(ngf, model.image_channels, 7, padding=3, pad_mode="reflect", rngs=rngs)
+        self.head = Conv(ngf, model.image_channels, 7, padding=3, pad_mode="reflect", init=INIT, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for block in self.blocks:
@@ -285,7 +287,7 @@ class Discriminator(nnx.Module):
     """StarGAN's discriminator: image -> (src patch scores (B, h, w, 1), attribute logits (B, C)).
 
     The attribute head is a conv whose kernel covers the whole last map (H / 2^d_layers), no bias.
-    PyTorch's default init, as StarGAN's (the generator's layers: N(0, 0.02))."""
+    PyTorch's default init, as StarGAN's."""
 
     def __init__(self, model: SizedModel, *, rngs: nnx.Rngs):
         channels = [model.image_channels] + [model.ndf * 2**i for i in range(model.d_layers)]

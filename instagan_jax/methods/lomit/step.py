@@ -83,8 +83,9 @@ class TrainState:
 
 
 def init_state(spec: Spec, seed: int = 0) -> TrainState:
-    """Fresh networks (N(0, 0.02) convs and dense layers), zero Adam moments."""
-    networks = {"G": create(Generator, spec.model, 2 * seed), "D": create(Discriminator, spec.sized_model, 2 * seed + 1)}
+    """Fresh networks (PyTorch's default init), zero Adam moments."""
+    networks = {"G": create(Generator, spec.model, 2 * seed),
+                "D": create(Discriminator, spec.sized_model, 2 * seed + 1)}
     params = {name: nnx.state(networks[name], nnx.Param) for name in NETWORKS}
     adam = optim.adam(spec.train)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
