@@ -92,7 +92,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     results, path = evaluate_run(args.workdir, args.checkpoint, data=args.data, num=args.num,
                                  batch_size=args.batch_size, out=args.out, fid_weights=args.fid_weights,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, classifier_dir=args.classifier_dir)
     print(format_table(results))
     print(f"results: {path.resolve()}")
     return 0
@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
     info.add_argument("workdir")
     info.set_defaults(func=_info)
-    evaluate = commands.add_parser("eval", help="background, mask, shape, FID/KID metrics of a trained run on "
-                                   "held-out data (docs/EVAL.md)")
+    evaluate = commands.add_parser("eval", help="background, mask, shape, FID/KID metrics (LOMIT: learned masks, "
+                                   "attribute accuracy) of a trained run on held-out data (docs/EVAL.md)")
     where = evaluate.add_mutually_exclusive_group(required=True)
     where.add_argument("--workdir", help="the run's folder: its newest good checkpoint is evaluated")
     where.add_argument("--checkpoint", help="one checkpoint folder, RUN/checkpoints/<step>")
@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="JSON file to write (default: RUN/eval/step_<N>.json)")
     evaluate.add_argument("--fid-weights", metavar="FILE",
                           help="feature network weights (.npz) for FID/KID; without it they are omitted")
+    evaluate.add_argument("--classifier-dir", metavar="DIR",
+                          help="LOMIT runs: where the attribute classifier is cached (default: "
+                          "RUN/eval/attribute_classifier; give another to leave the run's folder untouched)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_eval)
     report = commands.add_parser("report", help="write RUN/report.html: loss curves, samples, eval tables, config")

@@ -15,6 +15,9 @@ Every method is also scored from its images alone, so that methods with and with
 one footing: background outside the input masks, and on shapes data the rectangularity of each object
 as segmented from the translated image (`segment_objects`; its agreement with the true masks on the
 real inputs is reported beside it).
+A LOMIT run (exemplar-guided, attribute data) is scored by `methods/lomit/evaluate.py` instead: learned-mask
+IoU against the true masks, background PSNR outside them, an attribute classifier's verdict on the
+translations, FID/KID; its results are under "lomit" and `table_rows` prints them.
 Masks are binarised at 0 (the middle of [-1, 1]). An infinite PSNR (identical backgrounds) is the
 string "inf" in the JSON, which is otherwise strict JSON (no NaN: an undefined value is null).
 """
@@ -395,12 +398,19 @@ def held_out_data(data, given: set[str]):
     """(DataConfig to evaluate on, which split it is) from a run's data config; option names in `given`
     were set by the user (--data) and are kept as they are."""
     options = dict(data.options)
-    if data.kind == "shapes":
+    if data.kind in ("shapes", "attribute_shapes"):
         trained_seed = options.get("seed", 0)
         if "seed" in given:
-            return data, f"shapes seed {trained_seed} (from --data)"
+            return data, f"{data.kind} seed {trained_seed} (from --data)"
         options["seed"] = trained_seed + HELD_OUT_SEED_OFFSET
-        split = f"held out: shapes seed {options['seed']} (training seed {trained_seed} + {HELD_OUT_SEED_OFFSET})"
+        split = (f"held out: {data.kind} seed {options['seed']} (training seed {trained_seed} + "
+                 f"{HELD_OUT_SEED_OFFSET})")
+    elif data.kind == "celeba":
+        phase = options.get("phase", "train")
+        if "phase" in given:
+            return data, f"CelebA phase {phase} (from --data)"
+        options["phase"] = "test"
+        split = f"held out: CelebA phase test (the run trained on phase {phase})"
     elif data.kind in ("folder", "tfds"):
         phase = options.get("phase", "train")
         if "phase" in given:
@@ -459,20 +469,26 @@ def check_args(num: int, batch_size: int, out: str | Path | None, fid_weights: s
 
 def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
                  data: list[str] = (), num: int = 100, batch_size: int = 8, out: str | Path | None = None,
-                 fid_weights: str | Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Path]:
+                 fid_weights: str | Path | None = None, progress: bool = True,
+                 classifier_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Evaluate a run's newest (or one) checkpoint; write the results as JSON (default
     RUN/eval/step_<N>.json) and return them with the path. `data`: `key=value` overrides of the
-    run's data config (e.g. 'options.seed=5', 'options.phase=val')."""
+    run's data config (e.g. 'options.seed=5', 'options.phase=val'). `classifier_dir`: a LOMIT run's
+    attribute classifier cache (default RUN/eval/attribute_classifier; methods/lomit/evaluate.py)."""
     from instagan_jax import trained
     from instagan_jax.config import apply_overrides, config_from_dict
     from instagan_jax.loop import open_data
-    from instagan_jax.visuals import write_text
 
     check_args(num, batch_size, out, fid_weights, data)
     run, _ = trained.locate(workdir, checkpoint)
     if not (directory := checkpoint_directory(run)).is_dir():
         raise FileNotFoundError(f"no checkpoints folder in {run}: {directory} does not exist (is it a training workdir?)")
-    paired = trained.saved_config(workdir, checkpoint).method in PAIRED_METHODS
+    method = trained.saved_config(workdir, checkpoint).method
+    paired = method in PAIRED_METHODS
+    if classifier_dir is not None and method != "lomit":
+        raise ValueError(f"--classifier-dir goes with a LOMIT run, not a {method} run")
+    if classifier_dir is not None and Path(classifier_dir).exists() and not Path(classifier_dir).is_dir():
+        raise ValueError(f"--classifier-dir {classifier_dir} is a file: give a folder")
     if paired and fid_weights is not None:
         raise ValueError("--fid-weights: a paired run (pix2pix) is scored against its own targets, without FID/KID")
     features = None
@@ -484,6 +500,18 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     overridden = config_from_dict(apply_overrides(model.config.to_dict(), [f"data.{item}" for item in data]))
     given = {item.split("=", 1)[0].removeprefix("options.") for item in data}
     data_config, split = held_out_data(overridden.data, given)
+    if method == "lomit":
+        from instagan_jax.methods.lomit import evaluate as lomit
+
+        part = lomit.evaluate_run(model, run, data_config, split, given, num=num, batch_size=batch_size,
+                                  features=features, classifier_dir=classifier_dir, progress=progress)
+        results = {"run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
+                   "method": "lomit", "data": part["data"], "units": part["units"],
+                   "feature_network": features.name if features is not None else None,
+                   "lomit": {**part["lomit"], "notes": part["notes"]}}
+        if features is None:
+            results["note"] = NO_FEATURES
+        return results, _write_results(results, out, run, model.step)
     sources = open_data(data_config, paired=paired)
     shapes = data_config.kind == "shapes"
     results = {
@@ -498,9 +526,16 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     }
     if features is None and not paired:
         results["note"] = NO_FEATURES
-    path = Path(out) if out is not None else run / "eval" / f"step_{model.step:07d}.json"
+    return results, _write_results(results, out, run, model.step)
+
+
+def _write_results(results: dict[str, Any], out: str | Path | None, run: Path, step: int) -> Path:
+    """Write the results as strict JSON, atomically, to `out` or RUN/eval/step_<N>.json."""
+    from instagan_jax.visuals import write_text
+
+    path = Path(out) if out is not None else run / "eval" / f"step_{step:07d}.json"
     write_text(path, json.dumps(json_ready(results), indent=2, allow_nan=False) + "\n")
-    return results, path
+    return path
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -562,7 +597,12 @@ FEATURE_ROWS = (
 
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The results as rows of cells: a header ('', directions...), then one row per number."""
+    """The results as rows of cells: a header ('', directions...), then one row per number (a LOMIT
+    run's: a header ('', 'value'), then one row per number)."""
+    if "lomit" in results:
+        from instagan_jax.methods.lomit.evaluate import table_rows as lomit_rows
+
+        return lomit_rows(results)
     directions = results["directions"]
     rows = list(TABLE_ROWS)
     if all("target" in r for r in directions.values()):
@@ -586,6 +626,7 @@ def table_notes(results: dict[str, Any]) -> list[str]:
         notes.append(f"FID/KID features: {results['feature_network']}")
     if "note" in results:
         notes.append(results["note"])
+    notes.extend(results.get("lomit", {}).get("notes", []))
     return notes
 
 
