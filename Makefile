@@ -22,14 +22,16 @@ DEMO_STEPS ?= 300
 demo: $(STAMP)  ## train on the built-in shapes data for a few minutes; writes samples and a checkpoint
 	$(BIN)/instagan train --config default --workdir $(DEMO_DIR) --steps $(DEMO_STEPS)
 
-test: $(STAMP)  ## the default test suite (slow tests deselected)
-	$(BIN)/python -m pytest -q
+TEST_WORKERS ?= 2  # pytest-xdist processes (one file per process at a time); 0 runs in this process
+
+test: $(STAMP)  ## the default test suite (slow tests deselected), in TEST_WORKERS processes
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-packaging: $(STAMP)  ## the wheel in a fresh venv, the notebook, the launch scripts (minutes; CI runs it)
 	$(BIN)/python -m pytest -q -m packaging
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile
 
 parity: $(STAMP)  ## compare with the PyTorch reference fixtures (float64: exact; float32: what it settles)
 	for fixture in $(FIXTURES); do $(BIN)/instagan parity $$fixture || exit 1; done

@@ -24,7 +24,7 @@ from instagan_jax.loop import check_workdir, step_spec
 from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import ModelConfig, abstract, x64_scope
-from instagan_jax.trained import networks_from_state, restore_state
+from instagan_jax.trained import networks_from_state, restore_state, saved_config
 
 NETWORKS = training.GENERATORS + training.DISCRIMINATORS
 TORCH_EXTRA = "pip install 'instagan-jax[torch]' (in a checkout: pip install -e '.[torch]')"
@@ -348,6 +348,9 @@ def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Confi
     return Imported(files, config, [name for name in NETWORKS if name not in files], folder)
 
 
+REFERENCE_METHODS = ("instagan", "cyclegan", "pix2pix")  # the methods of the PyTorch reference fork
+
+
 def to_torch(out: str | Path, workdir: str | Path | None = None,
              checkpoint: str | Path | None = None) -> list[Path]:
     """Write a checkpoint's four networks as the reference's `<step>_net_<NET>.pth` files into `out`
@@ -356,6 +359,9 @@ def to_torch(out: str | Path, workdir: str | Path | None = None,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
+    if (method := saved_config(workdir, checkpoint).method) not in REFERENCE_METHODS:
+        raise ValueError(f"--to-torch writes the PyTorch reference's checkpoints, and a {method} run has no reference "
+                         f"here (it works for {', '.join(REFERENCE_METHODS)} runs)")
     config, step, state, _ = restore_state(workdir, checkpoint)
     state_dicts = reference_state_dicts(config, state)
     paths = {name: out / f"{step}_net_{name}.pth" for name in state_dicts}

@@ -4,6 +4,7 @@ closed form, the mask regularisers by hand, user intervention) and one compiled 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 
 import jax
@@ -200,7 +201,7 @@ def _train(workdir, steps: int) -> int:
                      "--no-progress", *flags])
 
 
-def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp_path):
+def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp_path, capsys):
     """Four iterations (generator updates at 2 and 4) straight, and 2 + 2 with a restart between: the same
     state bit for bit (parameters, batch-norm statistics, Adam, the gradient penalty's RNG, the data order)."""
     assert _train(tmp_path / "straight", 4) == 0
@@ -215,3 +216,9 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
     assert "G_cls" in json.loads(lines[1]) and "G_cls" not in json.loads(lines[0])
     assert (tmp_path / "resumed" / "samples" / "step_0000004.png").is_file()
+    if importlib.util.find_spec("torch") is not None:  # --to-torch needs torch before it reads the run
+        capsys.readouterr()
+        assert cli.main(["convert", "--to-torch", "--workdir", str(tmp_path / "resumed"), "--out",
+                         str(tmp_path / "pth")]) == 2
+        assert "a lomit run has no reference here" in capsys.readouterr().err
+        assert not (tmp_path / "pth").exists()
