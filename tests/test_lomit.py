@@ -141,8 +141,10 @@ def test_a_user_mask_zero_in_a_region_gives_the_self_translations_decoder_input_
 def test_spec_refuses_batch_1_and_sizes_the_discriminator_cannot_halve():
     with pytest.raises(ValueError, match="at least 2"):
         tiny_spec("train.batch_size=1")
-    with pytest.raises(ValueError, match="multiples of 2\\^model.d_layers = 16"):
+    with pytest.raises(ValueError, match="multiples of 16 .the discriminator halves the image model.d_layers = 4"):
         tiny_spec("data.crop_size=[40,40]")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        tiny_spec("data.crop_size=[48,48]", "model.d_layers=5")
 
 
 @pytest.fixture(scope="module")

@@ -48,11 +48,11 @@ class Spec(ImageSpec):
     """Everything static about an iteration (hashable: the jit cache key)."""
 
     def __post_init__(self) -> None:
-        side = 2**self.model.d_layers
-        if self.height % side or self.width % side or min(self.height, self.width) < max(side, 16):
+        side = max(2**self.model.d_layers, 16)
+        if self.height % side or self.width % side:
             raise ValueError(f"image size {self.height}x{self.width}: LOMIT needs height and width multiples of "
-                             f"2^model.d_layers = {side} (the discriminator halves the image {self.model.d_layers} "
-                             "times) and of 16 (the style encoder's)")
+                             f"{side} (the discriminator halves the image model.d_layers = {self.model.d_layers} "
+                             "times, the style encoder 4 times)")
         if self.train.batch_size < 2:
             raise ValueError(f"train.batch_size {self.train.batch_size}: LOMIT takes each image's exemplar from the "
                              "same batch, so it needs at least 2")
