@@ -28,7 +28,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: instal
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where examples come from (`data.open_sources(kind, **options)`) and how they are prepared."""
+    """Where examples come from (`data.open_sources`, `open_paired` or `open_attributes` of kind and options,
+    by the method's data) and how they are prepared."""
 
     kind: str = "shapes"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
