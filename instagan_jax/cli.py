@@ -130,8 +130,9 @@ def _translate(args: argparse.Namespace) -> int:
     if args.ins_per is not None and (args.ins_per < 1 or method != "instagan"):
         raise ValueError(f"--ins-per must be at least 1 and goes with an InstaGAN run, got {args.ins_per} "
                          f"for a {method} run")
+    multiple = 16 if method == "lomit" else 4  # LOMIT's style encoder halves the image 4 times
     if args.size is not None:
-        check_size(args.size)
+        check_size(args.size, multiple)
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info,
                              with_masks=method == "instagan")
@@ -139,7 +140,7 @@ def _translate(args: argparse.Namespace) -> int:
     print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method == "instagan" else "")
           + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)
-    size = check_size(tuple(args.size or model.config.data.crop_size), 16 if method == "lomit" else 4)
+    size = check_size(tuple(args.size or model.config.data.crop_size), multiple)
     if method == "lomit":
         translate = lomit_translator(model.networks["G"], exemplar, size, user_mask)
     else:

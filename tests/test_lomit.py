@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from PIL import Image
 
 from instagan_jax import cli, methods, trained
 from instagan_jax.config import load_config
@@ -218,9 +219,35 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
     assert "G_cls" in json.loads(lines[1]) and "G_cls" not in json.loads(lines[0])
     assert (tmp_path / "resumed" / "samples" / "step_0000004.png").is_file()
+    _check_translate(tmp_path / "resumed", tmp_path, capsys)
     if importlib.util.find_spec("torch") is not None:  # --to-torch needs torch before it reads the run
         capsys.readouterr()
         assert cli.main(["convert", "--to-torch", "--workdir", str(tmp_path / "resumed"), "--out",
                          str(tmp_path / "pth")]) == 2
         assert "a lomit run has no reference here" in capsys.readouterr().err
         assert not (tmp_path / "pth").exists()
+
+
+def _check_translate(workdir, tmp_path, capsys) -> None:
+    """`instagan translate` of a LOMIT run: images of any size with an exemplar, a user mask, the errors."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("a", (40, 56)), ("b", (33, 30))):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), np.uint8)).save(photos / f"{name}.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), np.uint8)).save(tmp_path / "exemplar.png")
+    Image.fromarray(np.zeros((40, 56), np.uint8)).save(tmp_path / "nothing.png")
+    base = ["translate", str(photos), "--workdir", str(workdir), "--exemplar", str(tmp_path / "exemplar.png"),
+            "--no-progress"]
+    capsys.readouterr()
+    assert cli.main([*base, "--out", str(tmp_path / "out")]) == 0
+    assert "exemplar" in capsys.readouterr().out
+    assert np.asarray(Image.open(tmp_path / "out" / "images" / "a.png")).shape == (40, 56, 3)
+    assert np.asarray(Image.open(tmp_path / "out" / "images" / "b.png")).shape == (33, 30, 3)
+    assert cli.main([*base, "--user-mask", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "kept")]) == 0
+    assert (tmp_path / "kept" / "images" / "a.png").is_file()
+    assert cli.main(["translate", str(photos), "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 2
+    assert "give --exemplar IMAGE" in capsys.readouterr().err
+    assert cli.main([*base, "--size", "40", "40", "--out", str(tmp_path / "x")]) == 2
+    assert "multiples of 16" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
