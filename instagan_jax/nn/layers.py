@@ -312,9 +312,9 @@ def instance_norm(x: jax.Array, eps: float = INSTANCE_NORM_EPS) -> jax.Array:
     return centered * lax.rsqrt(var + eps)
 
 
-def leaky_relu(x: jax.Array) -> jax.Array:
-    """LeakyReLU with the reference's slope 0.2."""
-    return jnp.where(x >= 0, x, 0.2 * x)
+def leaky_relu(x: jax.Array, slope: float = 0.2) -> jax.Array:
+    """LeakyReLU, by default with the reference's slope 0.2."""
+    return jnp.where(x >= 0, x, slope * x)
 
 
 def l2_normalize(x: jax.Array, eps: float = SPECTRAL_NORM_EPS) -> jax.Array:

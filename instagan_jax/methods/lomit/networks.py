@@ -40,7 +40,7 @@ MLP_WIDTH = 256
 
 
 def leaky(x: jax.Array) -> jax.Array:
-    return jnp.where(x >= 0, x, LEAKY_SLOPE * x)
+    return layers.leaky_relu(x, LEAKY_SLOPE)
 
 
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
