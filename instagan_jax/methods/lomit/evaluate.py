@@ -7,7 +7,8 @@ image (index i + 1 mod n) and is translated to x12. Scored:
   mask, where the data has one: IoU (with the IoU of an all-ones mask as the baseline), and the mean soft
   mask value inside and outside the true mask;
 - the background outside the true mask, translation vs input (L1 in 0-255 units and PSNR), and the same
-  inside the true mask (how much the object changed);
+  inside the true mask (how much the object changed); with an LPIPS distance, the LPIPS of the two with
+  the true-mask pixels filled in both (`perceptual.background_lpips`);
 - an attribute classifier's verdict (`classifier`, trained on real images of the run's training split):
   its accuracy on the real held-out images, then classifier(x12) against the exemplar's labels y2, and
   classifier(x1) against y2 as the baseline of not translating at all;
@@ -79,9 +80,11 @@ class MaskTally:
     inside: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])
     pixels: int = 0  # all values of the images
     images: int = 0
+    lpips: list = dataclasses.field(default_factory=list)  # per image, with an LPIPS distance
 
-    def add(self, real_img, fake_img, soft_mask, true_mask) -> None:
-        """Images (n, H, W, C), the learned mask upsampled to (n, H, W) in (0, 1), true masks (n, H, W) bool."""
+    def add(self, real_img, fake_img, soft_mask, true_mask, perceptual=None) -> None:
+        """Images (n, H, W, C), the learned mask upsampled to (n, H, W) in (0, 1), true masks (n, H, W) bool;
+        `perceptual`: an LPIPS distance (`perceptual.load_lpips`) or None."""
         true = np.asarray(true_mask, bool)
         soft = np.asarray(soft_mask, np.float64)
         self.iou.extend(learned_mask_iou(soft, true))
@@ -96,9 +99,15 @@ class MaskTally:
             total[2] += diff.size
         self.pixels += np.asarray(real_img).size
         self.images += len(true)
+        if perceptual is not None:
+            from instagan_jax.perceptual import background_lpips
+
+            union = np.where(true, 1.0, -1.0)[..., None]
+            self.lpips.extend(background_lpips(perceptual, real_img, fake_img, union, union))
 
     def summary(self) -> dict[str, Any]:
         mean = (lambda t: t[0] / t[1] if t[1] else None)
+        lpips = {"lpips_background": distribution(np.array(self.lpips))} if self.lpips else {}
         return {
             "images": self.images,
             "mask": {"threshold": MASK_THRESHOLD, "iou": distribution(np.array(self.iou)),
@@ -106,11 +115,12 @@ class MaskTally:
                      "mean_inside": mean(self.soft_inside), "mean_outside": mean(self.soft_outside)},
             "background": _background(*self.outside, self.pixels),
             "object": _background(*self.inside, self.pixels),
+            **lpips,
         }
 
 
 def evaluate(model, source, classifier, *, num: int, batch_size: int = 8, features=None, transform=None,
-             progress: bool = True) -> dict[str, Any]:
+             perceptual=None, progress: bool = True) -> dict[str, Any]:
     """The LOMIT results (module doc) of a `trained.TrainedModel` on the first `num` records of the attribute
     source `source`, centre-cropped by `transform` (default: the run's data config's sizes), judged by the
     attribute `classifier` (`classifier.predict`)."""
@@ -155,7 +165,7 @@ def evaluate(model, source, classifier, *, num: int, batch_size: int = 8, featur
             has_mask = np.array([e["has_mask"] for e in inputs[:n]], bool)
             if has_mask.any():
                 true = np.stack([e["mask"] for e in inputs[:n]])[..., 0] > 0.5
-                masks.add(img[has_mask], fake[has_mask], soft[has_mask], true[has_mask])
+                masks.add(img[has_mask], fake[has_mask], soft[has_mask], true[has_mask], perceptual)
             logits["real"].append(classifiers.predict(classifier, img))
             logits["translated"].append(classifiers.predict(classifier, fake))
             labels["input"].append(np.stack([e["labels"] for e in inputs[:n]]))
@@ -205,7 +215,7 @@ def describe(data) -> dict[str, Any]:
 
 
 def evaluate_run(model, run: Path, data, split: str, given: set[str], *, num: int, batch_size: int,
-                 features=None, classifier_dir: str | Path | None = None, settings=None,
+                 features=None, perceptual=None, classifier_dir: str | Path | None = None, settings=None,
                  progress: bool = True) -> dict[str, Any]:
     """`evaluate.evaluate_run`'s LOMIT part: {'data', 'units', 'lomit', 'notes'} of a loaded run (folder `run`),
     on the held-out DataConfig `data` (`split` says which it is; `given`: the option names set with --data);
@@ -230,7 +240,7 @@ def evaluate_run(model, run: Path, data, split: str, given: set[str], *, num: in
     classifier, info = classifiers.cached_classifier(directory, train_source, transform, describe(train_data),
                                                      settings or classifiers.ClassifierSettings())
     results = evaluate(model, source, classifier, num=num, batch_size=batch_size, features=features,
-                       transform=transform, progress=progress)
+                       transform=transform, perceptual=perceptual, progress=progress)
     results["classifier"] = {**info, "trained_on": describe(train_data)}
     notes = []
     if results["mask"] is None:
@@ -268,6 +278,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             ("background PSNR outside the true mask (dB)", _number(r["background"]["psnr_db"], 2)),
             ("PSNR inside the true mask (dB, object change)", _number(r["object"]["psnr_db"], 2)),
         ]
+        if "lpips_background" in r:
+            rows.append(("background LPIPS mean [q25 median q75]", _quartiles(r["lpips_background"])))
     else:
         rows += [("mask / background metrics", "- (no true masks)")]
     acc = r["accuracy"]
