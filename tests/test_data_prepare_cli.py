@@ -119,6 +119,23 @@ def test_the_registered_folder_config_builds_from_the_command_line(tmp_path):
     assert (len(a), len(b)) == (2, 2) and a[0].image.shape == (24, 20, 3)
 
 
+def test_shapes_drawn_as_a_config_draws_them(tmp_path, capsys):
+    assert cli_main(["prepare", "shapes", "--config", "discs2squares", "--num", "3", "--seed", "5", "--phase", "test",
+                     "--out", str(tmp_path / "d2s")]) == 0
+    a, b = FolderSource(tmp_path / "d2s", "test", "A"), FolderSource(tmp_path / "d2s", "test", "B")
+    assert len(a) == len(b) == 3 and a[0].image.shape == (32, 32, 3)
+    wanted = open_sources("shapes", size=3, seed=5, height=32, width=32, max_instances=1, object_size=[0.2, 0.35],
+                          background="plain", background_rgb=[140, 140, 140], rotate=False, elongated=0.0)
+    for got, want in zip((a, b), wanted):
+        records = {r.id: r for r in (got[i] for i in range(3))}
+        for i in range(3):
+            mine = records[want[i].id]
+            np.testing.assert_array_equal(mine.image, want[i].image)
+            assert len(mine.masks) == 1
+    assert cli_main(["prepare", "shapes", "--config", "lomit_learnable", "--out", str(tmp_path / "x")]) == 2
+    assert "its data.kind is 'attribute_shapes', not 'shapes'" in capsys.readouterr().err
+
+
 def test_write_splits_never_writes_into_existing_split_folders(tmp_path):
     from instagan_jax.data import DataError
     from instagan_jax.data.prepare import write_splits

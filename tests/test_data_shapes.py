@@ -66,3 +66,65 @@ def test_source():
         source[5]
     with pytest.raises(ValueError, match="'A' or 'B'"):
         ShapesSource("C")
+
+
+def _outside_objects(image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    return image[~np.any(masks, axis=0)].astype(float)
+
+
+def test_background_kinds_from_textured_to_plain():
+    spreads = {}
+    for kind in ("textured", "smooth", "plain"):
+        image, masks = shapes_record("A", 3, seed=1, height=48, width=48, background=kind)
+        spreads[kind] = _outside_objects(image, masks).std(axis=0).max()
+        step = np.abs(np.diff(image.astype(float), axis=1)).mean()  # fine grain shows as pixel-to-pixel steps
+        spreads[f"{kind} step"] = step
+    assert spreads["plain"] == 0.0  # one flat colour
+    assert spreads["smooth"] > 1.0 and spreads["textured"] > 1.0
+    assert spreads["smooth step"] < 0.5 * spreads["textured step"]
+    with pytest.raises(ValueError, match="background must be one of textured, smooth, plain, got 'noisy'"):
+        ShapesSource("A", background="noisy")
+
+
+def test_axis_aligned_discs_and_squares_share_their_bounding_square():
+    for index in range(10):
+        (_, disc), (_, square) = (shapes_record(d, index, seed=2, height=40, width=40, max_instances=1,
+                                                object_size=(0.2, 0.35), paired=True, rotate=False, elongated=0.0)
+                                  for d in "AB")
+        ys, xs = np.nonzero(square[0])
+        box = np.zeros_like(square[0])
+        box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+        assert np.array_equal(square[0], box)  # an axis-aligned square fills its bounding box
+        assert abs(np.ptp(ys) - np.ptp(xs)) <= 1  # a square, not a rectangle
+        assert (disc[0] & ~square[0]).sum() == 0 and disc[0].sum() > 0.7 * square[0].sum()  # inscribed disc
+        assert rectangularity(disc[0]) < ROUND_ANGULAR_THRESHOLD <= rectangularity(square[0])
+
+
+def test_elongated_sets_the_share_of_rectangles_and_is_checked():
+    def aspects(elongated):
+        out = []
+        for index in range(30):
+            ys, xs = np.nonzero(shapes_record("B", index, seed=5, height=64, width=64, max_instances=1,
+                                              rotate=False, elongated=elongated)[1][0])
+            out.append(min(np.ptp(ys), np.ptp(xs)) / max(np.ptp(ys), np.ptp(xs)))
+        return np.array(out)
+
+    assert (aspects(0.0) > 0.85).all() and (aspects(1.0) < 0.85).all()
+    assert 0.2 < (aspects(0.5) < 0.85).mean() < 0.8
+    with pytest.raises(ValueError, match=r"elongated .* must be in \[0, 1\], got 1.5"):
+        ShapesSource("B", elongated=1.5)
+
+
+def test_a_fixed_background_colour_is_the_same_in_every_image():
+    for index in range(5):
+        image, masks = shapes_record("B", index, height=32, width=32, background="plain",
+                                     background_rgb=(140, 120, 100))
+        assert (_outside_objects(image, masks) == [140, 120, 100]).all()
+        textured, masks = shapes_record("B", index, height=32, width=32, background_rgb=(140, 120, 100))
+        assert np.abs(_outside_objects(textured, masks).mean(axis=0) - [140, 120, 100]).max() < 25
+    # the objects are those of the random-colour data (the colour draws are made either way)
+    assert all(np.array_equal(a, b) for a, b in zip(shapes_record("A", 2, background_rgb=(9, 9, 9))[1],
+                                                    shapes_record("A", 2)[1]))
+    for bad in ([1, 2], [0, 0, 300], "grey"):
+        with pytest.raises(ValueError, match="background_rgb must be null or"):
+            ShapesSource("A", background_rgb=bad)

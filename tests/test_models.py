@@ -196,3 +196,17 @@ def test_float64_needs_x64_and_unknown_dtypes_are_named():
         create(SetGenerator, ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"))
     with pytest.raises(ValueError, match="'bfloat8'"):
         ModelConfig(dtype="bfloat8")
+
+
+def test_the_generator_cannot_see_the_images_mean_colour(gen):
+    """Instance norm right after the first conv (the reference's layout) removes each channel's mean and
+    scale, so the output does not change when the input image gets a global a * x + c (scalar a > 0, one c
+    per colour channel): a generator can only guess a background's absolute colour from its training data
+    (docs/RESULTS.md, why the learnable tasks have one background colour)."""
+    img, masks = _image(0, 2), _masks(1, 2, 3, [2, 1])
+    shifted = 0.6 * img + jnp.array([0.2, -0.25, 0.1])
+    (out, out_masks), (out2, out_masks2) = (apply(gen, x, masks, mask_valid(masks)) for x in (img, shifted))
+    np.testing.assert_allclose(out2, out, atol=2e-4)
+    np.testing.assert_allclose(out_masks2, out_masks, atol=2e-4)
+    per_channel = img * jnp.array([1.0, 0.5, 0.8])  # not one scale: the colours mix in the first conv
+    assert float(jnp.abs(apply(gen, per_channel, masks, mask_valid(masks))[0] - out).max()) > 1e-2

@@ -28,7 +28,7 @@ from instagan_jax.data.imageio import read_image
 from instagan_jax.data.paired import _AlignedMaker
 from instagan_jax.data.pipeline import PairLoader
 from instagan_jax.data.records import Record
-from instagan_jax.data.shapes import _background, check_object_size
+from instagan_jax.data.shapes import _background, check_background, check_object_size
 from instagan_jax.data.sources import _no_more, _required
 from instagan_jax.data.transforms import TransformConfig, resize, transform_record
 
@@ -89,12 +89,14 @@ def object_paint(rng: np.random.Generator, labels: np.ndarray, height: int, widt
 
 
 def attribute_shapes_record(index: int, seed: int = 0, height: int = 72, width: int = 72,
-                            object_size: tuple[float, float] = (0.15, 0.35)) -> AttributeRecord:
-    """Record `index` of the attribute shapes: a pure function of its arguments. The background and the
-    object's shape and place come from one generator, the labels and the object's looks from another."""
+                            object_size: tuple[float, float] = (0.15, 0.35),
+                            background: str = "textured") -> AttributeRecord:
+    """Record `index` of the attribute shapes: a pure function of its arguments. The background (a
+    `shapes` background kind) and the object's shape and place come from one generator, the labels and
+    the object's looks from another."""
     scene = np.random.default_rng([seed, _ATTRIBUTE_SHAPES_CODE, index, 0])
     looks = np.random.default_rng([seed, _ATTRIBUTE_SHAPES_CODE, index, 1])
-    image = _background(scene, height, width)
+    image = _background(scene, height, width, background)
     mask = object_mask(scene, height, width, object_size)
     labels = looks.integers(0, 2, len(SHAPES_ATTRIBUTES)).astype(np.float32)
     image[mask] = object_paint(looks, labels, height, width)[mask]
@@ -108,13 +110,15 @@ class AttributeShapesSource:
     attributes = SHAPES_ATTRIBUTES
 
     def __init__(self, size: int = 1000, seed: int = 0, height: int = 72, width: int = 72,
-                 object_size: tuple[float, float] = (0.15, 0.35)):
+                 object_size: tuple[float, float] = (0.15, 0.35), background: str = "textured"):
+        check_background(background)
         if size < 1:
             raise ValueError(f"attribute shapes need at least one record, got size={size}")
         if height < 16 or width < 16:
             raise ValueError(f"attribute shapes images must be at least 16x16, got {height}x{width}")
         self.size, self.seed, self.height, self.width = size, seed, height, width
-        self.object_size = check_object_size(object_size)
+        self.object_size = check_object_size(object_size, largest=0.9, kind="attribute shapes")
+        self.background = background
 
     def __len__(self) -> int:
         return self.size
@@ -122,11 +126,11 @@ class AttributeShapesSource:
     def __getitem__(self, index: int) -> AttributeRecord:
         if not 0 <= index < self.size:
             raise IndexError(f"attribute shapes index {index} out of range [0, {self.size})")
-        return attribute_shapes_record(index, self.seed, self.height, self.width, self.object_size)
+        return attribute_shapes_record(index, self.seed, self.height, self.width, self.object_size, self.background)
 
     def __repr__(self) -> str:
         return (f"AttributeShapesSource(size={self.size}, seed={self.seed}, {self.height}x{self.width}, "
-                f"object_size={self.object_size})")
+                f"object_size={self.object_size}, background={self.background!r})")
 
 
 # ---------------------------------------------------------------- CelebA
@@ -244,7 +248,8 @@ class CelebASource:
 def open_attributes(kind: str, **options: Any) -> AttributeSource:
     """The `AttributeSource` of an attribute method's data config.
 
-    kind 'attribute_shapes': size=1000, seed=0, height=72, width=72, object_size=(0.15, 0.35).
+    kind 'attribute_shapes': size=1000, seed=0, height=72, width=72, object_size=(0.15, 0.35),
+    background='textured' (or 'smooth', 'plain': the `shapes` background kinds).
     kind 'celeba': root (required), attributes=CELEBA_ATTRIBUTES, phase='train' (or val, test, all),
     image_size=128.
     """

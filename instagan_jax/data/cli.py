@@ -74,7 +74,10 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
     shapes = kinds.add_parser("shapes", help="the built-in shapes data set, written out")
     shapes.add_argument("--num", type=int, default=100, help="records per domain (default 100)")
-    shapes.add_argument("--size", type=int, nargs=2, default=(220, 220), metavar=("H", "W"))
+    shapes.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="image size (default 220 220, or the --config's)")
+    shapes.add_argument("--config", help="draw the shapes as this config's data options do (data.kind shapes), "
+                        "e.g. discs2squares; --num, --seed and --size replace its size, seed and image size")
     shapes.add_argument("--seed", type=int, default=0)
     shapes.add_argument("--phase", default="train")
     _common(shapes, "folder", None, None)
@@ -97,10 +100,26 @@ def _splits(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> dict:
     if args.dataset == "shapes":
         from instagan_jax.data.prepare.shapes import shapes_splits
 
-        return shapes_splits(args.num, args.seed, args.size[0], args.size[1], phase=args.phase)
+        looks = shapes_looks(args.config)
+        height, width = args.size or (looks.pop("height", 220), looks.pop("width", 220))
+        for key in ("height", "width", "size", "seed", "paired"):
+            looks.pop(key, None)
+        return shapes_splits(args.num, args.seed, height, width, phase=args.phase, **looks)
     from instagan_jax.data.prepare.coco import coco_splits
 
     return coco_splits(args.root, args.cat_a, args.cat_b, _coco_recipe(args), skips=skips, drops=drops)
+
+
+def shapes_looks(config_name: str | None) -> dict:
+    """The data options of a config of shapes data ({} without one); ValueError for another kind."""
+    if config_name is None:
+        return {}
+    from instagan_jax.config import load_config
+
+    data = load_config(config_name).data
+    if data.kind != "shapes":
+        raise ValueError(f"--config {config_name}: its data.kind is {data.kind!r}, not 'shapes'")
+    return dict(data.options)
 
 
 def _coco_recipe(args: argparse.Namespace) -> CocoRecipe:
@@ -164,6 +183,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     from instagan_jax.data.prepare.manifest import reusable_manifest, write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.dataset == "shapes":  # a bad --config is named before anything is written
+        try:
+            shapes_looks(args.config)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"instagan prepare: error: {err}", file=sys.stderr)
+            return 2
     skips, drops, options = SkipLog(args.skip_bad), DropTally(), data_options(args)
     try:
         output = (_coco_tfds_output if args.dataset == "coco" and args.format == "tfds" else _folder_output)(

@@ -15,10 +15,9 @@ def _encoded(source: ShapesSource) -> Iterator[EncodedRecord]:
 
 def shapes_splits(
     size: int = 100, seed: int = 0, height: int = 220, width: int = 220, max_instances: int = 6,
-    phase: str = "train",
+    phase: str = "train", **looks,
 ) -> dict[str, Iterator[EncodedRecord]]:
-    """{'<phase>A': discs/ellipses, '<phase>B': squares/rectangles}, `size` records each."""
-    return {
-        f"{phase}{domain}": _encoded(ShapesSource(domain, size, seed, height, width, max_instances))
-        for domain in ("A", "B")
-    }
+    """{'<phase>A': discs/ellipses, '<phase>B': squares/rectangles}, `size` records each; `looks`: the
+    other `ShapesSource` options (object_size, background, background_rgb, rotate, elongated)."""
+    sources = {domain: ShapesSource(domain, size, seed, height, width, max_instances, **looks) for domain in "AB"}
+    return {f"{phase}{domain}": _encoded(source) for domain, source in sources.items()}
