@@ -32,7 +32,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set + distributed)
     cluster = cluster_settings(*launch) if config.train.distributed else None
     summary = train(config, args.workdir, steps=args.steps, progress=not args.no_progress, cluster=cluster,
-                    init_from=args.init_from)
+                    init_from=args.init_from, minutes=args.minutes)
     done = summary.step - summary.start_step
     rate = summary.iterations_per_second  # 0 when under 2 iterations ran: the first one compiles
     speed = f" ({rate:.2f} it/s after compiling)" if rate else ""
@@ -98,7 +98,21 @@ def _eval(args: argparse.Namespace) -> int:
                                  lpips=args.lpips)
     print(format_table(results))
     print(f"results: {path.resolve()}")
+    _print_targets(results)
     return 0
+
+
+def _print_targets(results: dict) -> None:
+    """Where a run of a built-in learnable task stands against its targets (docs/RESULTS.md)."""
+    from instagan_jax.targets import TARGETS, standing
+
+    name = results.get("config")
+    if name not in TARGETS:
+        return
+    lines, _, outcome = standing(results, name)
+    print(f"targets of the {name} task (docs/RESULTS.md):")
+    print("\n".join(lines))
+    print(f"  -> {outcome}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -172,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True, help="folder for checkpoints, metrics and samples")
     train.add_argument("--steps", type=int, default=None,
                        help="train until this many iterations in total (default: the config's)")
+    train.add_argument("--minutes", type=float, default=None,
+                       help="stop after this many minutes of wall time, with a checkpoint (run again to go on)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.batch_size=4 (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

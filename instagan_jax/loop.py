@@ -76,6 +76,7 @@ class TrainSummary:
     checkpoint: Path | None
     sample: Path | None
     iterations_per_second: float  # after the first (compiling) iteration of this call
+    out_of_time: bool = False  # stopped by the `minutes` budget before `steps` (checkpoint saved)
 
 
 class Placement(NamedTuple):
@@ -357,8 +358,9 @@ def _restore_or_init(checkpoints: Checkpoints, method: methods.Method, spec: Any
 def train(config: Config, workdir: str | Path, *, steps: int | None = None,
           loader: data.PairLoader | None = None, progress: bool = True,
           on_step: Callable[[int], None] | None = None, cluster: dict[str, Any] | None = None,
-          init_from: str | Path | None = None) -> TrainSummary:
-    """Train (or resume) until `steps` iterations are done (default: the config's).
+          init_from: str | Path | None = None, minutes: float | None = None) -> TrainSummary:
+    """Train (or resume) until `steps` iterations are done (default: the config's), or until `minutes`
+    of wall time have passed since the call (then a checkpoint is saved; calling again goes on).
 
     `loader` replaces the config's data (tests); `on_step(step)` is called after every iteration.
     With `train.distributed`, `cluster` (default: `cluster.cluster_settings()`, from the environment)
@@ -371,6 +373,9 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     validate(config)
     if steps is not None and steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"minutes must be > 0, got {minutes}")
+    deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     check_workdir(Path(workdir))
     check_checkpoint_location(workdir, config.log.checkpoint_dir)
     if config.train.distributed:
@@ -412,7 +417,11 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         step, checkpoint, sample, visuals, bad_data = start, None, None, None, None
         instances = InstanceCount(loader.batches_per_epoch) if method.data == "sets" else None
         timer = None  # (time, step) after the first iteration of this call, so compile time is excluded
+        out_of_time = False
         while step < total and not stop["signal"]:
+            if deadline is not None and time.monotonic() >= deadline:
+                out_of_time = True
+                break
             try:
                 batch = next(loader)
             except data.DataError as err:
@@ -454,10 +463,13 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
         if stop["signal"]:
             print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
                   "Run the same command again to resume.")
+        if out_of_time:
+            print(f"\n{minutes:g} minute(s) passed: stopped after iteration {step} of {total}; checkpoint saved. "
+                  "Run again to go on.")
         if instances is not None:
             instances.warn_if_empty()
     rate = (step - timer[1]) / (time.perf_counter() - timer[0]) if timer and step > timer[1] else 0.0
-    return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate)
+    return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate, out_of_time)
 
 
 def _save_sample(workdir: Path, step: int, rows: dict) -> Path | None:

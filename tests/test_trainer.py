@@ -73,6 +73,30 @@ def test_sigterm_saves_and_resume_gives_identical_state(runs):
     _assert_same_state(state_a, state_b)  # parameters, Adam states, u/v, pools, RNG: bit for bit
 
 
+def test_a_time_budget_stops_with_a_checkpoint_and_training_again_goes_on(runs, tmp_path, monkeypatch, capsys):
+    class Clock:  # 25 s pass at every look at the clock: a 1-minute budget allows 2 iterations
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls):
+            cls.now += 25.0
+            return cls.now
+
+        perf_counter = staticmethod(loop.time.perf_counter)
+
+    monkeypatch.setattr(loop, "time", Clock)
+    summary = loop.train(CONFIG, tmp_path / "run", steps=6, progress=False, minutes=1.0)
+    assert summary.out_of_time and not summary.interrupted and summary.step == 2
+    assert summary.checkpoint == tmp_path / "run" / "checkpoints" / "2"
+    assert "1 minute(s) passed: stopped after iteration 2 of 6; checkpoint saved" in capsys.readouterr().out
+    monkeypatch.undo()
+    again = loop.train(CONFIG, tmp_path / "run", steps=6, progress=False)
+    assert again.start_step == 2 and again.step == 6 and not again.out_of_time
+    _assert_same_state(_final_state(tmp_path / "run")[1], _final_state(runs[0] / "straight")[1])
+    with pytest.raises(ValueError, match="minutes must be > 0, got 0"):
+        loop.train(CONFIG, tmp_path / "other", steps=6, minutes=0)
+
+
 def test_workdir_holds_metrics_samples_and_config(runs):
     root = runs[0]
     lines = [json.loads(line) for line in (root / "straight" / "metrics.jsonl").read_text().splitlines()]
