@@ -15,7 +15,8 @@ measures from images below.
 Every method is also scored from its images alone, so that methods with and without masks compare on
 one footing: background outside the input masks, and on shapes data the rectangularity of each object
 as segmented from the translated image (`segment_objects`; its agreement with the true masks on the
-real inputs is reported beside it).
+real inputs is reported beside it) and the background outside both the input objects and the objects
+segmented from the output (so that a square drawn where a disc was is not counted as background).
 A LOMIT run (exemplar-guided, attribute data) is scored by `methods/lomit/evaluate.py` instead: learned-mask
 IoU against the true masks, background PSNR outside them, an attribute classifier's verdict on the
 translations, FID/KID; its results are under "lomit" and `table_rows` prints them.
@@ -129,6 +130,16 @@ def segment_objects(images: np.ndarray, masks: np.ndarray, valid: np.ndarray) ->
     return np.array(out, bool).reshape(-1, *masks.shape[2:4])
 
 
+def union_per_image(objects: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Bool (n,H,W) objects of the valid slots of `valid` (B,K), in `segment_objects`' order -> their union
+    per image as masks (B,H,W,1) in [-1, 1]."""
+    valid = np.asarray(valid, bool)
+    union = np.zeros((valid.shape[0], *objects.shape[1:]), bool)
+    for (b, _), mask in zip(zip(*np.nonzero(valid)), objects):
+        union[b] |= mask
+    return np.where(union, 1.0, -1.0)[..., None]
+
+
 def shape_scores(masks: np.ndarray) -> np.ndarray:
     """`rectangularity` of each non-empty bool (n,H,W) mask (empty ones are left out)."""
     return np.array([rectangularity(m) for m in masks if m.any()], np.float64)
@@ -156,6 +167,11 @@ def shape_summary(scores: np.ndarray, target: str) -> dict[str, Any]:
             "irregular_fraction": fraction(irregular)}
 
 
+def accumulate(total: list, diff: np.ndarray) -> list:
+    """[sum |d|, sum d^2, count] with the differences `diff` added."""
+    return [total[0] + float(np.abs(diff).sum()), total[1] + float(np.square(diff).sum()), total[2] + diff.size]
+
+
 @dataclasses.dataclass
 class Tally:
     """What one direction's batches add up to."""
@@ -169,6 +185,7 @@ class Tally:
     target: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # paired: |d|, d^2, values vs target
     segmented_target: list = dataclasses.field(default_factory=list)  # paired: objects of the real targets
     outside_input: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # |d|, d^2, values
+    outside_seen: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])  # shapes: outside objects in or out
     segmented_iou: list = dataclasses.field(default_factory=list)  # segmented real input vs its true mask
     segmented_in: list = dataclasses.field(default_factory=list)
     segmented_out: list = dataclasses.field(default_factory=list)
@@ -188,8 +205,7 @@ class Tally:
         an LPIPS `distance` (`perceptual.load_lpips`) or None."""
         real_union = np.max(real_masks, axis=1)
         outside = background_difference(real_img, fake_img, real_union, real_union)
-        self.outside_input = [self.outside_input[0] + float(np.abs(outside).sum()),
-                              self.outside_input[1] + float(np.square(outside).sum()), self.outside_input[2] + outside.size]
+        self.outside_input = accumulate(self.outside_input, outside)
         if fake_masks is None:
             diff, fake_union = outside, real_union
         else:
@@ -215,6 +231,8 @@ class Tally:
         if shapes:
             seen_in = segment_objects(np.asarray(real_img), real_masks, valid)
             seen_out = segment_objects(np.asarray(fake_img), real_masks, valid)
+            beside = background_difference(real_img, fake_img, real_union, union_per_image(seen_out, valid))
+            self.outside_seen = accumulate(self.outside_seen, beside)
             self.segmented_iou.extend(iou(real, seen_in))
             self.segmented_in.extend(shape_scores(seen_in))
             self.segmented_out.extend(shape_scores(seen_out))
@@ -226,8 +244,7 @@ class Tally:
     def add_target(self, fake_img, target_img, target_masks, valid, shapes: bool) -> None:
         """A paired batch's targets: the output's difference from them, and their objects' shapes."""
         diff = (np.asarray(fake_img, np.float64) - np.asarray(target_img, np.float64)) * 127.5
-        self.target = [self.target[0] + float(np.abs(diff).sum()), self.target[1] + float(np.square(diff).sum()),
-                       self.target[2] + diff.size]
+        self.target = accumulate(self.target, diff)
         if shapes:
             self.segmented_target.extend(shape_scores(segment_objects(np.asarray(target_img), target_masks, valid)))
 
@@ -252,6 +269,7 @@ class Tally:
         if self.lpips:
             result["lpips_background"] = distribution(np.array(self.lpips))
         if shapes:
+            result["background_outside_objects"] = _background(*self.outside_seen, self.pixels)
             result["image_shape"] = {"target": SHAPE_NAMES[target],
                                      "segmentation_iou_on_inputs": distribution(self.segmented_iou),
                                      "input": shape_summary(np.array(self.segmented_in), target),
@@ -531,7 +549,7 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
                                   features=features, perceptual=perceptual, classifier_dir=classifier_dir,
                                   progress=progress)
         results = {"run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
-                   "method": "lomit", "data": part["data"], "units": part["units"],
+                   "config": model.config.name, "method": "lomit", "data": part["data"], "units": part["units"],
                    "feature_network": features.name if features is not None else None, "lpips": lpips_info(lpips),
                    "lomit": {**part["lomit"], "notes": part["notes"]}}
         if features is None:
@@ -541,6 +559,7 @@ def evaluate_run(workdir: str | Path | None = None, checkpoint: str | Path | Non
     shapes = data_config.kind == "shapes"
     results = {
         "run": str(run.resolve()), "checkpoint": str(model.checkpoint), "step": model.step,
+        "config": model.config.name,
         "data": {"kind": data_config.kind, "options": dict(data_config.options), "split": split,
                  "crop_size": list(data_config.crop_size), "ins_max": model.config.train.ins_max},
         "units": {"background.l1": "mean |output - input| in 0-255 units", "background.psnr_db": "dB, peak 255"},
@@ -606,6 +625,9 @@ TABLE_ROWS = (
     ("background fraction of pixels", lambda r: _number(r["background"]["fraction"])),
     ("PSNR outside the input masks (dB)", lambda r: _number(r["background_outside_input"]["psnr_db"], 2)),
 )
+OBJECTS_BACKGROUND_ROWS = (
+    ("PSNR outside input + output objects (dB)", lambda r: _number(r["background_outside_objects"]["psnr_db"], 2)),
+)
 TARGET_ROWS = (
     ("L1 to the target (0-255)", lambda r: _number(r["target"]["l1"], 2)),
     ("PSNR to the target (dB)", lambda r: _number(r["target"]["psnr_db"], 2)),
@@ -646,6 +668,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         return lomit_rows(results)
     directions = results["directions"]
     rows = list(TABLE_ROWS)
+    if all("background_outside_objects" in r for r in directions.values()):
+        rows += OBJECTS_BACKGROUND_ROWS
     if all("target" in r for r in directions.values()):
         rows += TARGET_ROWS
     if all("masks" in r for r in directions.values()):

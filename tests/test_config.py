@@ -22,7 +22,8 @@ PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE
 
 
 METHOD_CONFIGS = {"default": "instagan", "cyclegan_shapes": "cyclegan", "pix2pix_shapes": "pix2pix",
-                  "lomit_shapes": "lomit"}
+                  "lomit_shapes": "lomit", "discs2squares": "instagan", "discs2squares_cyclegan": "cyclegan",
+                  "discs2squares_pix2pix": "pix2pix", "lomit_learnable": "lomit"}
 
 
 def test_builtin_configs_have_the_reference_settings():

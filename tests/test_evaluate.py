@@ -94,6 +94,23 @@ def test_objects_segmented_from_real_shapes_images_match_their_masks():
         assert np.mean(scores >= evaluate.SHAPE_THRESHOLD) > 0.6 if angular else np.mean(scores < evaluate.SHAPE_THRESHOLD) > 0.9
 
 
+def test_a_disc_drawn_as_its_square_keeps_the_background_outside_the_objects():
+    """Outside the input masks, the square's corners count as changed background; outside the input and the
+    objects segmented from the output, nothing changed."""
+    yy, xx = np.mgrid[:32, :32]
+    disc = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 <= 8**2
+    square = (np.abs(yy - 15.5) <= 8) & (np.abs(xx - 15.5) <= 8)
+    grey, red = np.array([0.1, 0.1, 0.1]), np.array([0.9, -0.8, -0.8])
+    real, fake = (np.where(shape[..., None], red, grey)[None].astype(np.float32) for shape in (disc, square))
+    masks = np.where(disc, 1.0, -1.0)[None, None, ..., None].astype(np.float32)
+    tally = evaluate.Tally()
+    tally.add(real, masks, np.ones((1, 1), bool), fake, shapes=True)
+    result = tally.summary("B", shapes=True, masks=False)
+    assert result["background_outside_input"]["psnr_db"] < 20
+    assert result["background_outside_objects"]["psnr_db"] == math.inf
+    assert result["image_shape"]["translated"]["target_fraction"] == 1.0
+
+
 def test_batches_have_one_shape():
     assert evaluate.batches(5, 2) == [[0, 1], [2, 3], [4, 4]]
     assert evaluate.batches(2, 4) == [[0, 1, 1, 1]]
@@ -143,8 +160,8 @@ def test_eval_command_on_a_tiny_run(tiny_run, tmp_path, capsys):
     for direction in ("AtoB", "BtoA"):
         r = results["directions"][direction]
         assert r["images"] == 3 and r["instances"] >= 3
-        assert set(r) == {"images", "instances", "background", "background_outside_input", "masks", "shape",
-                          "image_shape", "fid", "kid"}
+        assert set(r) == {"images", "instances", "background", "background_outside_input", "background_outside_objects",
+                          "masks", "shape", "image_shape", "fid", "kid"}
         assert r["background"]["l1"] >= 0 and r["fid"] >= 0 and set(r["kid"]) == {"mean", "std", "subset_size"}
         assert set(r["shape"]["input"]) == {"rectangularity", "target_fraction", "irregular_fraction"}
     # AtoB's inputs are discs and ellipses, its real targets (BtoA's inputs) squares and rectangles
