@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import io
 import json
 import os
@@ -25,15 +24,17 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "instagan-pytorch"
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from reference_import import REFERENCE_DIR as DEFAULT_REFERENCE  # noqa: E402
+from reference_import import reference_input, reference_instagan, reference_missing  # noqa: E402
+
 ARCHITECTURE = ["model.ngf=64", "model.ndf=64", "model.n_blocks=9", "train.batch_size=1",
                 "train.ins_max=4", "train.ins_per=2"]
 GROUPS = {"auto": "auto", "unrolled": "true", "scan": "false"}
@@ -60,54 +61,13 @@ def synthetic_batch(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     return batch
 
 
-def reference_input(batch: dict[str, np.ndarray], torch, device: str) -> dict:
-    """Our batch as the reference's set_input dict (NCHW images, (B,N,H,W) segs, invalid slots -1), on `device`."""
-    out = {}
-    for d in ("A", "B"):
-        segs = np.where(batch[f"valid_{d}"][:, :, None, None], batch[f"masks_{d}"][..., 0], -1.0)
-        out[d] = torch.from_numpy(batch[f"img_{d}"].transpose(0, 3, 1, 2).copy()).to(device)
-        out[f"{d}_segs"] = torch.from_numpy(segs.astype(np.float32)).to(device)
-        out[f"{d}_paths"] = [f"synthetic_{d}_{i}" for i in range(len(segs))]
-    return out
-
-
-def reference_missing(reference_dir: Path) -> str | None:
-    """Why the reference cannot run here (with how to fix it), or None."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "reference not timed: torch is not installed (pip install -e '.[torch]')"
-    if not (reference_dir / "models" / "insta_gan_model.py").is_file():
-        return f"reference not timed: no InstaGAN source at {reference_dir} (pass --reference-dir PATH)"
-    return None
-
-
 def reference_step(reference_dir: Path, size: int, batch: dict, device: str):
     """The unmodified reference model built as its train.py does; returns a callable running one iteration."""
     import torch
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        # data/base_dataset.py imports it; the model does not
-        stub = types.ModuleType("torchvision")
-        stub.transforms = types.ModuleType("torchvision.transforms")
-        sys.modules.update({"torchvision": stub, "torchvision.transforms": stub.transforms})
-    sys.path.insert(0, str(reference_dir))
-    import models
-    from options.train_options import TrainOptions
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        argv = ["--dataroot", tmp, "--model", "insta_gan", "--name", "bench", "--checkpoints_dir", tmp,
-                "--gpu_ids", "0" if device == "cuda" else "-1", "--display_id", "-1", "--batch_size", "1",
-                "--loadSizeH", str(size), "--loadSizeW", str(size), "--fineSizeH", str(size),
-                "--fineSizeW", str(size), "--ins_max", str(N_INSTANCES), "--ins_per", "2"]
-        saved, sys.argv = sys.argv, ["train.py", *argv]
-        try:
-            opt = TrainOptions().parse()
-        finally:
-            sys.argv = saved
-        model = models.create_model(opt)
-        if hasattr(model, "setup"):
-            model.setup(opt)
-    data = reference_input(batch, torch, device)
+
+    model = reference_instagan({"batch_size": 1, "loadSizeH": size, "loadSizeW": size, "fineSizeH": size,
+                                "fineSizeW": size, "ins_max": N_INSTANCES, "ins_per": 2}, 0, device, reference_dir)
+    data = reference_input(batch, device)
 
     def step() -> None:
         model.set_input(data)
@@ -323,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU
     skip_reference = args.ours_only or args.only == "ours"  # an `--only ours` process must not load torch
     missing = None if skip_reference else reference_missing(args.reference_dir)
+    missing = missing and f"reference not timed: {missing}"
     if not (skip_reference or missing):
         import torch
         torch.set_num_threads(threads)

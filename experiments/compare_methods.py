@@ -1,7 +1,7 @@
 """Translate the same held-out shapes images with several runs and draw them side by side.
 
     python experiments/compare_methods.py runs/quality/checkpoints/2000 runs/cyclegan_quality/checkpoints/2000 \
-        --num 6 --out docs/results/compare_step_2000.png
+        --num 6 [--scale 3] --out docs/results/compare_step_2000.png
 
 Rows: held-out images of domain A (`--direction BtoA`: of domain B), the same ones `instagan eval`
 scores first; columns: the input, then each run's translation (InstaGAN's with its masks beside it).
@@ -28,13 +28,21 @@ def label(text: str, width: int) -> np.ndarray:
     return text_tile(text, 26, width, ImageFont.load_default(size=10))
 
 
+def enlarge(tile: np.ndarray, scale: int) -> np.ndarray:
+    """Every pixel of an (H, W, C) tile as a scale x scale block."""
+    return np.repeat(np.repeat(tile, scale, axis=0), scale, axis=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders RUN/checkpoints/N")
     parser.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB")
     parser.add_argument("--num", type=int, default=6)
+    parser.add_argument("--scale", type=int, default=1, help="draw every pixel as a scale x scale block (small images)")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args()
+    if args.scale < 1 or args.num < 1:
+        parser.error("--scale and --num must be >= 1")
     models = [trained.load_trained(checkpoint=c) for c in args.checkpoints]
     config = models[0].config
     data_config, split = evaluate.held_out_data(config.data, set())
@@ -49,11 +57,12 @@ def main() -> None:
             fake_img, fake_masks = evaluate.translator(model, args.direction)(img, masks)
         tiles = [fake_img] if fake_masks is None else [fake_img, merge_masks(fake_masks)]
         columns.append((f"{model.config.method}\nstep {model.step}", tiles))
-    width = img.shape[2]
+    width = img.shape[2] * args.scale
     header = join_tiles([label(name, width * len(tiles) + 2 * (len(tiles) - 1)) for name, tiles in columns], 1, 6)
-    rows = [join_tiles([join_tiles([to_uint8(np.asarray(t)[i]) for t in tiles]) for _, tiles in columns], 1, 6)
-            for i in range(args.num)]
-    print(f"{args.num} held-out images ({split}), {args.direction}: {save_png(join_tiles([header, *rows], 0), args.out)}")
+    rows = [join_tiles([join_tiles([enlarge(to_uint8(np.asarray(t)[i]), args.scale) for t in tiles])
+                        for _, tiles in columns], 1, 6) for i in range(args.num)]
+    path = save_png(join_tiles([header, *rows], 0), args.out)
+    print(f"{args.num} held-out images ({split}), {args.direction}: {path}")
 
 
 if __name__ == "__main__":
