@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install the project with its test dependencies
 
 DEMO_DIR ?= runs/demo
-DEMO_STEPS ?= 300
+DEMO_STEPS ?= 3000
 
-demo: $(STAMP)  ## train on the built-in shapes data for a few minutes; writes samples and a checkpoint
-	$(BIN)/instagan train --config default --workdir $(DEMO_DIR) --steps $(DEMO_STEPS)
+demo: $(STAMP)  ## train InstaGAN on the learnable shapes task (discs <-> squares) for a few minutes, then evaluate it
+	$(BIN)/instagan train --config discs2squares --workdir $(DEMO_DIR) --steps $(DEMO_STEPS)
+	$(BIN)/instagan eval --workdir $(DEMO_DIR) --num 200 --no-progress
 
 TEST_WORKERS ?= 2  # pytest-xdist processes (one file per process at a time); 0 runs in this process
 

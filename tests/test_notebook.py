@@ -20,6 +20,7 @@ NOTEBOOK = ROOT / "experiments" / "notebooks" / "quickstart.ipynb"
 WORKDIR = "run"  # relative to the kernel's folder, tmp_path
 STEPS = 2
 NUM_TEST_IMAGES = 2
+NUM_EVAL = 3
 TINY = [*TINY_DEFAULT_OVERRIDES, "log.log_every=1", "log.sample_every=1"]
 KERNEL_PROBE = "import sys\nprint('kernel python:', sys.executable)"
 
@@ -27,8 +28,8 @@ KERNEL_PROBE = "import sys\nprint('kernel python:', sys.executable)"
 def parameters(tmp_path: Path) -> dict:
     """The values the test gives the notebook: a tiny run, and an install spec that cannot install
     anything (the kernel must import this checkout, never pip install)."""
-    return {"WORKDIR": WORKDIR, "STEPS": STEPS, "OVERRIDES": TINY, "PROGRESS": False,
-            "NUM_TEST_IMAGES": NUM_TEST_IMAGES, "INSTALL_SPEC": str(tmp_path / "no-such-package")}
+    return {"WORKDIR": WORKDIR, "CONFIG": "discs2squares", "STEPS": STEPS, "OVERRIDES": TINY, "PROGRESS": False,
+            "NUM_EVAL": NUM_EVAL, "NUM_TEST_IMAGES": NUM_TEST_IMAGES, "INSTALL_SPEC": str(tmp_path / "no-such-package")}
 
 
 def parameter_cells(cells: list[dict]) -> list[int]:
@@ -94,9 +95,11 @@ def test_notebook_runs_a_tiny_training(tmp_path, monkeypatch):
     assert f"kernel python: {sys.executable}\n" in printed, "the kernel python3 runs another interpreter than pytest"
     assert f"from {ROOT / 'instagan_jax' / '__init__.py'}\n" in printed
     assert "on CPU only" in printed
+    assert "targets of the discs2squares task" in printed and "-> FAIL" in printed  # 2 iterations learn nothing
     run = tmp_path / WORKDIR
     assert (run / "checkpoints" / str(STEPS)).is_dir() and (run / "checkpoints" / str(STEPS + 1)).is_dir()
     assert (run / "samples" / f"step_{STEPS:07d}.png").is_file()
+    assert (run / "eval" / f"step_{STEPS:07d}.json").is_file()
     translated = sorted((run / "translated" / "images").glob("*.png"))
     assert len(translated) == NUM_TEST_IMAGES
     for path in translated:  # the masks read from the COCO results JSON give the same translations
