@@ -61,6 +61,7 @@ class TrainConfig:
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
     unroll_groups: bool | str = "auto"  # unroll the loop over mask groups; "auto" (= false): a lax.scan
     n_critic: int = 5  # LOMIT: discriminator updates per generator update
+    d_lr_mult: float = 1.0  # the discriminators' learning rate = lr * this (1: the reference's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,7 @@ MINIMUMS = {
     "data.num_threads": 0, "data.num_workers": 0,
     "train.batch_size": 1, "train.ins_max": 1, "train.ins_per": 1, "train.pool_size": 0, "train.lr": 0.0,
     "train.beta1": 0.0, "train.beta2": 0.0, "train.eps": 0.0, "train.niter": 0, "train.niter_decay": 0,
-    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0, "train.n_critic": 1,
+    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0, "train.n_critic": 1, "train.d_lr_mult": 0.0,
     "model.style_dim": 1, "model.mask_layers": 0, "model.d_layers": 1, "model.n_attributes": 1,
     "loss.lambda_gp": 0.0, "loss.lambda_cls": 0.0, "loss.lambda_rec": 0.0, "loss.lambda_content": 0.0,
     "loss.lambda_style": 0.0, "loss.lambda_mask_sim": 0.0, "loss.lambda_mask_size": 0.0,

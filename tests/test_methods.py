@@ -92,7 +92,8 @@ def test_method_evaluates_on_held_out_data(run, tmp_path, capsys):
     if name == "cyclegan":  # unpaired: both directions, scored from the images alone
         assert list(results["directions"]) == ["AtoB", "BtoA"] and results["note"].startswith("FID/KID omitted")
         for r in results["directions"].values():
-            assert set(r) == {"images", "instances", "background", "background_outside_input", "image_shape"}
+            assert set(r) == {"images", "instances", "background", "background_outside_input", "image_shape",
+                              "background_outside_objects"}
             assert r["background"] == r["background_outside_input"]
             assert r["image_shape"]["segmentation_iou_on_inputs"]["median"] > 0.9
     else:  # paired: A -> B against its targets, no FID

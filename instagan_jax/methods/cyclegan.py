@@ -207,7 +207,8 @@ def train_step(spec: Spec, state: TrainState, batch: dict[str, jax.Array]):
         (metrics[name], spectral[name]), d_grads = jax.value_and_grad(
             _discriminator_loss, argnums=2, has_aux=True)(spec, name, params[name], spectral[name], real[domain],
                                                           fake)
-        params[name], opt[name] = optim.adam_step(spec.train, lr, params[name], opt[name], d_grads)
+        params[name], opt[name] = optim.adam_step(spec.train, lr * spec.train.d_lr_mult, params[name], opt[name],
+                                                  d_grads)
     metrics["G"] = loss_g
 
     new_state = TrainState(step=state.step + 1, params=params, spectral=spectral, opt=opt, pools=pools,

@@ -257,7 +257,8 @@ def train_step(spec: Spec, state: TrainState, batch: Mapping[str, jax.Array]):
     (_, (d_fake, d_real, d_variables)), d_grads = jax.value_and_grad(
         _discriminator_loss, argnums=1, has_aux=True)(
             spec, state.params["D"], d_variables, real_a, jax.lax.stop_gradient(fake_b), real_b)
-    d_params, d_opt = optim.adam_step(spec.train, lr, state.params["D"], state.opt["D"], d_grads)
+    d_lr = lr * spec.train.d_lr_mult
+    d_params, d_opt = optim.adam_step(spec.train, d_lr, state.params["D"], state.opt["D"], d_grads)
 
     (loss_g, (g_gan, g_l1, d_variables)), fake_grad = jax.value_and_grad(
         _generator_loss, argnums=1, has_aux=True)(

@@ -310,7 +310,8 @@ def group_step(spec: StepSpec, carry: Carry, group: MaskGroup, real: dict[str, R
                                      runs[d.source])
         (loss_d, vectors), d_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
             spec, params[critic], spectral[critic], real[d.target], RealSet(*shown), runs[d.source])
-        params[critic], opt[critic] = optim.adam_step(spec.train, lr, params[critic], opt[critic], d_grads, did_run)
+        d_lr = lr * spec.train.d_lr_mult
+        params[critic], opt[critic] = optim.adam_step(spec.train, d_lr, params[critic], opt[critic], d_grads, did_run)
         spectral[critic] = optim.where(did_run, vectors, spectral[critic])
         pools[d.target] = new_pool
         terms[d.critic_loss] = loss_d

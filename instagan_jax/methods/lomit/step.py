@@ -179,7 +179,7 @@ def train_step(spec: Spec, state: TrainState, batch: dict[str, jax.Array]):
     alpha = jax.random.uniform(alpha_key, (real.shape[0],), dtype)
     (_, d_terms), d_grads = jax.value_and_grad(_discriminator_loss, argnums=1, has_aux=True)(
         spec, params["D"], real, labels, fake, alpha)
-    params["D"], opt["D"] = optim.adam_step(spec.train, lr, params["D"], opt["D"], d_grads)
+    params["D"], opt["D"] = optim.adam_step(spec.train, lr * spec.train.d_lr_mult, params["D"], opt["D"], d_grads)
 
     def update_generator(operands):
         g_params, g_opt, g_stats = operands
