@@ -8,7 +8,8 @@ with `train.seed` and the data's seed set to S, stopping early if M minutes of w
 30); then `instagan eval` scores the final checkpoint on held-out data drawn with seed S + 1000. Prints
 the evaluation table, one line per measured figure against its target (`instagan_jax/targets.py`), and
 last one line `learning <method>: <figure> <value> (>= <target>), ... -> PASS` (or `-> FAIL`). Exit
-status 0 on PASS, 1 on FAIL; CycleGAN, the baseline, has no targets (`-> REPORTED`, exit 0).
+status 0 on PASS, 1 on FAIL; CycleGAN, the baseline, has no targets (`-> REPORTED`, exit 0); 3 when stopped by
+SIGTERM or Ctrl-C (nothing is evaluated).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def main() -> int:
           f"(at most {args.minutes:g} minutes), workdir {workdir}", flush=True)
     start = time.perf_counter()
     summary = train(config, workdir, steps=steps, minutes=args.minutes)
+    if summary.interrupted:  # SIGTERM / Ctrl-C: a half-trained run is not judged
+        print(f"interrupted after {summary.step} of {steps} iterations: no evaluation (checkpoint in {workdir})")
+        return 3
     trained_minutes = (time.perf_counter() - start) / 60.0
     budget = f", stopped by the {args.minutes:g}-minute budget" if summary.out_of_time else ""
     print(f"trained {summary.step} of {steps} iterations in {trained_minutes:.1f} min{budget}", flush=True)
