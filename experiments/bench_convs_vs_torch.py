@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 from instagan_jax.methods.instagan.networks import SetGenerator
 from instagan_jax.nn import layers
 from instagan_jax.nn.build import create

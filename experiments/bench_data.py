@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from data_prep.shapes import shapes_splits
 from instagan_jax.data import (
     FolderSource,
     PairLoader,
@@ -24,7 +25,6 @@ from instagan_jax.data import (
     coco_sources,
 )
 from instagan_jax.data.folder import write_folder
-from instagan_jax.data.prepare.shapes import shapes_splits
 from instagan_jax.data.tfds_data import TfdsSource
 
 TRANSFORM = TransformConfig(load_size=(220, 220), crop_size=(200, 200), flip=True, ins_max=8)
@@ -46,9 +46,9 @@ def examples_per_second(sources, batch_size: int, batches: int, threads: int, wo
 
 def coco_tfds_sources(data_dir: Path) -> tuple[TfdsSource, TfdsSource]:
     """The COCO samples prepared by `instagan prepare coco` (256x256 PNG) into `data_dir`, read back."""
+    from data_prep.coco import CocoRecipe
+    from data_prep.instagan_coco import Builder, pair_config
     from instagan_jax.data import tfds_data
-    from instagan_jax.data.instagan_coco import Builder, pair_config
-    from instagan_jax.data.prepare.coco import CocoRecipe
 
     recipe = CocoRecipe(splits=(("train", "annotations.json", "images"),))
     builder = Builder(data_dir=str(data_dir), config=pair_config("person", "bottle"), recipe=recipe)

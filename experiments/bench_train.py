@@ -16,7 +16,7 @@ import time
 import jax
 
 from instagan_jax import loop, methods
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 from instagan_jax.methods.instagan import step as training
 
 FORMS = (("lax.scan", False), ("unrolled", True))

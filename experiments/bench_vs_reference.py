@@ -83,7 +83,7 @@ def ours_step(size: int, batch: dict, groups: str, overrides: list[str], count_f
     import jax
 
     from instagan_jax import loop, methods
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
     from instagan_jax.methods.instagan import step as training
     config = load_config("default", [*ARCHITECTURE, f"data.crop_size=[{size},{size}]",
                                      f"train.unroll_groups={GROUPS[groups]}", *overrides])

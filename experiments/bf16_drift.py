@@ -1,6 +1,6 @@
 """How far bfloat16 compute (`model.compute_dtype=bfloat16`) moves us from the PyTorch reference.
 
-On the float32 parity fixture, runs the parity check's own comparisons (`instagan_jax.parity.instagan`:
+On the float32 parity fixture, runs the parity check's own comparisons (`instagan_jax.methods.instagan.parity`:
 standalone forwards, the inference path, one training iteration group by group and whole) twice from
 the fixture's weights and inputs, once with float32 compute and once with bf16 compute, recording
 |ours - reference| for every compared array, and prints a markdown table per output kind: max and mean
@@ -9,7 +9,7 @@ absolute error, float32 and bf16 side by side.
     PYTHONPATH=. python experiments/bf16_drift.py [../shared/parity/reference_small.npz]
 
 Rows marked "later groups" / "whole iteration" follow the first Adam step, where even float32 is not
-comparable element by element (see `parity.instagan.INFORMATIONAL_WHY`); they are shown for scale.
+comparable element by element (see `methods.instagan.parity.INFORMATIONAL_WHY`); they are shown for scale.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from instagan_jax.methods.instagan import parity
 from instagan_jax.nn.build import x64_scope
-from instagan_jax.parity import instagan as parity
 from instagan_jax.parity.common import Checker, keys_under
 
 DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "parity" / "reference_small.npz"

@@ -15,11 +15,12 @@ import argparse
 import numpy as np
 from PIL import ImageFont
 
-from instagan_jax import evaluate, trained
+from instagan_jax import methods, trained
+from instagan_jax.data.sources import open_data
 from instagan_jax.data.transforms import TransformConfig, transform_record
-from instagan_jax.loop import open_data
-from instagan_jax.methods.instagan.losses import merge_masks
+from instagan_jax.eval import splits
 from instagan_jax.nn.build import x64_scope
+from instagan_jax.nn.instances import merge_masks, select_largest
 from instagan_jax.visuals import join_tiles, save_png, text_tile, to_uint8
 
 
@@ -45,16 +46,18 @@ def main() -> None:
         parser.error("--scale and --num must be >= 1")
     models = [trained.load_trained(checkpoint=c) for c in args.checkpoints]
     config = models[0].config
-    data_config, split = evaluate.held_out_data(config.data, set())
+    data_config, split = splits.held_out_data(config.data, set())
     source = dict(zip("AB", open_data(data_config)))[args.direction[0]]
     transform = TransformConfig(load_size=data_config.load_size, crop_size=data_config.crop_size, flip=False,
                                 ins_max=config.train.ins_max)
     examples = [transform_record(source[i], transform) for i in range(args.num)]
-    img, masks = np.stack([e["img"] for e in examples]), np.stack([e["masks"] for e in examples])
+    img = np.stack([e["img"] for e in examples])
+    masks, _ = select_largest(np.stack([e["masks"] for e in examples]), config.train.ins_max)  # translation order
     columns = [("input", [img, merge_masks(masks)])]
     for model in models:
+        translate = methods.get(model.config.method).translator(model, methods.TranslateOptions(direction=args.direction))
         with x64_scope(model.config.model.dtype):
-            fake_img, fake_masks = evaluate.translator(model, args.direction)(img, masks)
+            fake_img, fake_masks = translate(img, masks)
         tiles = [fake_img] if fake_masks is None else [fake_img, merge_masks(fake_masks)]
         columns.append((f"{model.config.method}\nstep {model.step}", tiles))
     width = img.shape[2] * args.scale

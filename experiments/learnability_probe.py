@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from reference_import import REFERENCE_DIR, import_reference, reference_missing  # noqa: E402
 
 from instagan_jax import loop, methods  # noqa: E402
-from instagan_jax.config import load_config  # noqa: E402
+from instagan_jax.data.sources import open_data  # noqa: E402
 from instagan_jax.data.transforms import TransformConfig, transform_record  # noqa: E402
 from instagan_jax.evaluate import held_out_data  # noqa: E402
-from instagan_jax.methods.instagan.instances import select_largest  # noqa: E402
+from instagan_jax.methods import load_config  # noqa: E402
+from instagan_jax.nn.instances import select_largest  # noqa: E402
 
 # method -> (discriminator network, reference netD and norm, input channels, loss)
 PROBED = {
@@ -81,16 +82,16 @@ def held_out(config, kind: str, num: int) -> dict[str, np.ndarray]:
     if kind == "attributes":
         from instagan_jax.data.attributes import transform_example
 
-        source = loop.open_data(d, attributes=True)
+        source = open_data(d, "attributes")
         examples = [transform_example(source[i], transform, None) for i in range(min(num, len(source)))]
         return {"img": np.stack([e["img"] for e in examples]),
                 "labels": np.stack([np.asarray(e["labels"], np.float32) for e in examples])}
     if kind == "paired":
-        pairs = loop.open_data(d, paired=True)
+        pairs = open_data(d, "paired")
         chosen = [[transform_record(r, transform) for r in pairs[i]] for i in range(min(num, len(pairs)))]
         batch = {"img_A": np.stack([a["img"] for a, _ in chosen]), "img_B": np.stack([b["img"] for _, b in chosen])}
         return as_examples(batch, kind)
-    sources = loop.open_data(d)
+    sources = open_data(d)
     batch = {}
     for domain, source in zip("AB", sources):
         records = [transform_record(source[i], transform) for i in range(min(num, len(source)))]
@@ -246,7 +247,7 @@ def aucs(scores: dict, examples: dict, attributes: tuple[str, ...]) -> dict[str,
 def attribute_names(config) -> tuple[str, ...]:
     if methods.get(config.method).data != "attributes":
         return ()
-    return tuple(loop.open_data(config.data, attributes=True).attributes)
+    return tuple(open_data(config.data, "attributes").attributes)
 
 
 def probe(config, *, steps: int, every: int, num: int, seed: int, with_reference: bool) -> dict:

@@ -60,9 +60,9 @@ def main() -> int:
     workdir = args.workdir or ROOT / "runs" / "learning_check" / f"{args.method}-seed{args.seed}"
     check_workdir(workdir)
 
-    from instagan_jax.config import load_config
     from instagan_jax.evaluate import evaluate_run, format_table
     from instagan_jax.loop import train
+    from instagan_jax.methods import load_config
     from instagan_jax.targets import standing
 
     try:

@@ -13,7 +13,7 @@ networks are initialised from the seed by its own framework. Logged:
 - the losses (the reference's `get_current_losses` names), averaged over each `--log-every` iterations;
 - every `--eval-every` iterations: the discriminators' held-out AUC (D_A: real B over real A; D_B: real A
   over real B), and the generators' translations scored by `instagan eval`'s code on `--num` held-out
-  images per domain (the reference's generators are read into ours, `convert.load_reference`): the share
+  images per domain (the reference's generators are read into ours, `methods.instagan.reference.load_reference`): the share
   of objects of the target shape from the translated masks and from the images, and the background
   PSNR outside the input and translated masks;
 - each side's training wall time (evaluations and the first iteration, in which ours compiles, excluded;
@@ -44,8 +44,10 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from learnability_probe import auc, held_out  # noqa: E402
 from reference_import import reference_input, reference_instagan, reference_missing  # noqa: E402
 
-from instagan_jax import evaluate, loop, methods  # noqa: E402
-from instagan_jax.config import Config, load_config  # noqa: E402
+from instagan_jax import loop, methods  # noqa: E402
+from instagan_jax.config import Config  # noqa: E402
+from instagan_jax.eval import splits  # noqa: E402
+from instagan_jax.methods import load_config  # noqa: E402
 from instagan_jax.nn.build import abstract, apply  # noqa: E402
 from instagan_jax.trained import TrainedModel  # noqa: E402
 
@@ -121,8 +123,8 @@ class ReferenceRun:
 
     def networks(self) -> dict:
         """The reference's generators read into ours."""
-        from instagan_jax.convert import load_reference
         from instagan_jax.methods.instagan.networks import SetGenerator
+        from instagan_jax.methods.instagan.reference import load_reference
 
         out = {}
         for name in ("G_A", "G_B"):
@@ -144,12 +146,12 @@ class ReferenceRun:
         return scores
 
 
-def evaluation(run, config: Config, held: dict, sources: dict, num: int) -> dict[str, float]:
+def evaluation(run, config: Config, held: dict, request: methods.EvalRequest) -> dict[str, float]:
     """The discriminators' held-out AUCs and the generators' translation figures."""
     figures = {"D_A AUC": auc(run.scores("D_A", held, "pos"), run.scores("D_A", held, "neg")),
                "D_B AUC": auc(run.scores("D_B", held, "neg"), run.scores("D_B", held, "pos"))}
     model = TrainedModel(config, 0, Path("-"), run.networks())
-    results = evaluate.evaluate(model, sources, num=num, batch_size=25, shapes=True, progress=False)
+    results = methods.get(config.method).evaluate(model, request)["directions"]
     for name, (direction, path) in QUALITY.items():
         value = results[direction]
         for key in path:
@@ -158,7 +160,7 @@ def evaluation(run, config: Config, held: dict, sources: dict, num: int) -> dict
     return figures
 
 
-def train_side(side: str, config: Config, seed: int, args, held: dict, sources: dict) -> dict:
+def train_side(side: str, config: Config, seed: int, args, held: dict, request: methods.EvalRequest) -> dict:
     """One side's curves for one seed."""
     run_config = load_config(args.config, [*args.set, *REFERENCE_LIMITS, f"train.seed={seed}"])
     loader = loop.make_loader(run_config)
@@ -177,7 +179,7 @@ def train_side(side: str, config: Config, seed: int, args, held: dict, sources: 
             curves["losses"].append({"step": step, **{k: float(np.mean([w[k] for w in window])) for k in LOSSES}})
             window = []
         if step % args.eval_every == 0 or step == args.steps:
-            figures = evaluation(run, run_config, held, sources, args.num)
+            figures = evaluation(run, run_config, held, request)
             curves["evals"].append({"step": step, "train_seconds": round(train_seconds, 1), **figures})
             print(f"{side:<9} seed {seed} step {step:>5} ({train_seconds:7.1f} s): "
                   + "  ".join(f"{k} {v:.3f}" for k, v in figures.items() if v is not None), flush=True)
@@ -287,13 +289,14 @@ def main() -> None:
     curves.update({"config": config.name, "overrides": [*args.set, *REFERENCE_LIMITS], "steps": args.steps,
                    "held_out_per_domain": args.num})
     held = held_out(config, "sets", args.num)
-    data_config, split = evaluate.held_out_data(config.data, set())
-    sources = dict(zip("AB", loop.open_data(data_config)))
+    data_config, split = splits.held_out_data(config.data, set())
+    request = methods.EvalRequest(run=args.out_dir, data=data_config, split=split, given=frozenset(), num=args.num,
+                                  batch_size=25, progress=False)
     print(f"{config.name}: {args.steps} iterations per run, seeds {args.seeds}, sides {sides}; eval on {split}")
     for side in sides:
         curves[side] = {}
         for seed in args.seeds:
-            curves[side][str(seed)] = train_side(side, config, seed, args, held, sources)
+            curves[side][str(seed)] = train_side(side, config, seed, args, held, request)
             path.write_text(json.dumps(curves, indent=1) + "\n")
     report(curves, args.out_dir)
 

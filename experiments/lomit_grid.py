@@ -14,10 +14,11 @@ import argparse
 
 import numpy as np
 
-from instagan_jax import evaluate, trained
+from instagan_jax import trained
 from instagan_jax.data.attributes import transform_example
+from instagan_jax.data.sources import open_data
 from instagan_jax.data.transforms import TransformConfig
-from instagan_jax.loop import open_data
+from instagan_jax.eval import splits
 from instagan_jax.methods.lomit.networks import upsample_mask
 from instagan_jax.methods.lomit.step import translate
 from instagan_jax.visuals import sample_grid, save_png
@@ -31,8 +32,8 @@ def attribute_text(labels: np.ndarray, names: tuple[str, ...]) -> str:
 
 def grid_rows(model, num: int) -> dict[str, dict[str, np.ndarray]]:
     """{row label: {column: (1, H, W, C) image in [-1, 1]}} for the first `num` held-out images."""
-    data, _ = evaluate.held_out_data(model.config.data, set())
-    source = open_data(data, attributes=True)
+    data, _ = splits.held_out_data(model.config.data, set())
+    source = open_data(data, "attributes")
     transform = TransformConfig(load_size=data.load_size, crop_size=data.crop_size, flip=False, ins_max=1)
     count = min(num, len(source))
     examples = [transform_example(source[i], transform, None) for i in range(count + 1)]

@@ -47,7 +47,7 @@ def breakdown(size: int, overrides: list[str]) -> tuple[list[tuple[str, float, s
     from jax.experimental import serialize_executable
 
     from instagan_jax import loop, methods
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
     from instagan_jax.methods.instagan import step as training
 
     rows = [("imports", resident_mib(), "jax, flax, the package")]

@@ -109,11 +109,12 @@ class Checkpoints:
         """The config saved with a step."""
         return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
-    def restore_latest(self, abstract_state: Any, config: dict | None = None):
+    def restore_latest(self, abstract_state: Any, config: dict | None = None, upgrade=with_defaults):
         """(step, state, data_state) of the newest readable checkpoint, or None if there is none.
 
-        `config`, when given, must match the saved one except for the fields in
-        `config.RESUMABLE_CHANGES`; otherwise ConfigMismatchError names the differing keys.
+        `config`, when given, must match the saved one (as `upgrade` brings it to this version's keys)
+        except for the fields in `config.RESUMABLE_CHANGES`; otherwise ConfigMismatchError names the
+        differing keys.
         """
         failures = []
         for step in reversed(self.steps()):
@@ -123,7 +124,7 @@ class Checkpoints:
                 failures.append(self.mark_damaged(step, err))
                 continue
             if config is not None:
-                diff = {k: v for k, v in differences(with_defaults(saved_config), config).items()
+                diff = {k: v for k, v in differences(upgrade(saved_config), config).items()
                         if k not in RESUMABLE_CHANGES}
                 if diff:
                     lines = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, a, b in

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
+from data_prep.cli import add_prepare_parser
 from instagan_jax import __version__
-from instagan_jax.data.cli import add_prepare_parser
 
 INTERRUPTED = 3  # exit status of `instagan train` stopped by SIGTERM / Ctrl-C (checkpoint saved), 2 = error
 
@@ -24,8 +25,8 @@ def _parity(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from instagan_jax.cluster import cluster_settings
-    from instagan_jax.config import load_config
     from instagan_jax.loop import train
+    from instagan_jax.methods import load_config
 
     launch = (args.coordinator, args.num_processes, args.process_id)
     distributed = ["train.distributed=true"] if any(value is not None for value in launch) else []
@@ -67,7 +68,7 @@ def _convert(args: argparse.Namespace) -> int:
         return 0
     if args.workdir is not None or args.checkpoint is not None:
         raise ValueError("--workdir and --checkpoint go with --to-torch (with --from-torch, --out names the new run)")
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
 
     done = convert.from_torch(args.from_torch, args.out, load_config(args.config or "default", args.set), args.epoch)
     for name, path in done.files.items():
@@ -123,48 +124,31 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    from instagan_jax import methods
     from instagan_jax.data.imageio import read_image, read_mask
     from instagan_jax.trained import load_trained, saved_config
-    from instagan_jax.translate import (
-        check_entries,
-        check_size,
-        gather_entries,
-        lomit_translator,
-        translate_entries,
-        translator,
-    )
+    from instagan_jax.translate import check_entries, gather_entries, translate_entries
 
-    method = saved_config(args.workdir, args.checkpoint).method
-    if method == "pix2pix" and args.direction != "AtoB":
-        raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
-    if (method == "lomit") != (args.exemplar is not None):
-        raise ValueError("a LOMIT run translates with an exemplar: give --exemplar IMAGE" if method == "lomit" else
-                         f"--exemplar goes with a LOMIT run, not a {method} run")
-    if args.user_mask is not None and method != "lomit":
-        raise ValueError(f"--user-mask goes with a LOMIT run, not a {method} run")
-    exemplar = None if args.exemplar is None else read_image(args.exemplar)
-    user_mask = None if args.user_mask is None else read_mask(args.user_mask)
-    if args.ins_per is not None and (args.ins_per < 1 or method != "instagan"):
-        raise ValueError(f"--ins-per must be at least 1 and goes with an InstaGAN run, got {args.ins_per} "
-                         f"for a {method} run")
-    multiple = 16 if method == "lomit" else 4  # LOMIT's style encoder halves the image 4 times
-    if args.size is not None:
-        check_size(args.size, multiple)
+    method = methods.get(saved_config(args.workdir, args.checkpoint).method)
+    methods.check_translate(method, args.direction, ins_per=args.ins_per, exemplar=args.exemplar is not None,
+                            user_mask=args.user_mask is not None, size=args.size)
+    options = methods.TranslateOptions(
+        direction=args.direction, ins_per=args.ins_per,
+        exemplar=None if args.exemplar is None else read_image(args.exemplar),
+        user_mask=None if args.user_mask is None else read_mask(args.user_mask))
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info,
-                             with_masks=method == "instagan")
+                             with_masks=method.translate.masks)
     instances = check_entries(entries)
-    print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method == "instagan" else "")
+    print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method.translate.masks else "")
           + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)
-    size = check_size(tuple(args.size or model.config.data.crop_size), multiple)
-    if method == "lomit":
-        translate = lomit_translator(model.networks["G"], exemplar, size, user_mask)
-    else:
-        translate = translator(model, args.direction, args.ins_per)
-    groups = f", {args.ins_per or model.config.train.ins_per} instance(s) per group" if method == "instagan" else ""
-    how = f"exemplar {args.exemplar}" if method == "lomit" else args.direction
-    print(f"model: {model.checkpoint} (step {model.step}, {method}), {how}; network size {size[0]}x{size[1]}{groups}")
+    size = methods.check_size(tuple(args.size or model.config.data.crop_size), method.translate.size_multiple)
+    translate = method.translator(model, dataclasses.replace(options, size=size))
+    how = f"exemplar {args.exemplar}" if args.exemplar is not None else args.direction
+    about = f", {translate.about}" if translate.about else ""
+    print(f"model: {model.checkpoint} (step {model.step}, {method.title}), {how}; network size "
+          f"{size[0]}x{size[1]}{about}")
     summary = translate_entries(translate, entries, args.out, size=size, dtype=model.config.model.dtype,
                                 title=f"{model.checkpoint} {args.direction}", progress=not args.no_progress)
     print(summary.line())
@@ -236,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--checkpoint", help="--to-torch: one checkpoint folder, RUN/checkpoints/N")
     convert.set_defaults(func=_convert)
     info = commands.add_parser("info", help="latest step and parameter checksums of a workdir, as JSON")
-    info.add_argument("workdir")
+    info.add_argument("workdir", help="the run's folder (its newest good checkpoint) or one RUN/checkpoints/N")
     info.set_defaults(func=_info)
     evaluate = commands.add_parser("eval", help="background, mask, shape, FID/KID metrics (LOMIT: learned masks, "
                                    "attribute accuracy) of a trained run on held-out data (docs/EVAL.md)")

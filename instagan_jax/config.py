@@ -1,10 +1,13 @@
 """Run configurations as data: JSON files in `instagan_jax/configs/`, overridable with `key=value`.
 
-    config = load_config("default", ["train.batch_size=4", "model.ngf=32"])
+    config = methods.load_config("default", ["train.batch_size=4", "model.ngf=32"])
 
-A config names its method (`instagan`, `cyclegan`, `pix2pix`, `lomit`) and has five sections (model, loss, data,
-train, log) and a name; unknown keys, values of the wrong type (checked against the dataclass fields'
-annotations) and values out of range are errors that name the key and the value, so a typo never silently falls back to a default or fails deep in training.
+A config names its method (a package of `instagan_jax/methods/`) and has five sections (model, loss, data,
+train, log) and a name. This module is the generic shell: the shared fields of each section, overrides and
+checks; a method's own `model`, `loss` and `train` fields live in its section classes (`Method.sections`,
+subclasses of these), which `methods.load_config` builds. Unknown keys, values of the wrong type (checked
+against the dataclass fields' annotations) and values out of range are errors that name the key and the
+value, so a typo never silently falls back to a default or fails deep in training.
 An override that changes `data.kind` drops the config file's `data.options` (they belong to the old kind).
 """
 
@@ -19,7 +22,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from instagan_jax.methods import NAMES as METHOD_NAMES
 from instagan_jax.nn.build import ModelConfig
 from instagan_jax.nn.losses import LossWeights
 
@@ -43,11 +45,11 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: the reference's defaults (REFERENCE.md §3, §5)."""
+    """Optimisation, the fields of every method: the reference's defaults (REFERENCE.md §3, §5). A method's
+    own train section (`Method.sections`) subclasses it with its fields."""
 
     batch_size: int = 1  # global batch, split over all devices
-    ins_max: int = 4
-    ins_per: int = 2
+    ins_max: int = 4  # the largest instances of each record kept (translated by InstaGAN, scored by eval)
     pool_size: int = 50
     lr: float = 2e-4
     beta1: float = 0.5
@@ -59,8 +61,6 @@ class TrainConfig:
     steps: int | None = None  # iterations to run; None = (niter + niter_decay) epochs
     seed: int = 0
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
-    unroll_groups: bool | str = "auto"  # unroll the loop over mask groups; "auto" (= false): a lax.scan
-    n_critic: int = 5  # LOMIT: discriminator updates per generator update
     d_lr_mult: float = 1.0  # the discriminators' learning rate = lr * this (1: the reference's)
 
 
@@ -77,10 +77,10 @@ class LogConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole run."""
+    """A whole run. `model`, `loss` and `train` hold the method's own sections (subclasses of these)."""
 
     name: str = "default"
-    method: str = "instagan"  # instagan | cyclegan | pix2pix | lomit (instagan_jax.methods)
+    method: str = "instagan"  # a package of instagan_jax/methods/ (`methods.names()`)
     model: ModelConfig = ModelConfig()
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
@@ -99,19 +99,22 @@ RESUMABLE_CHANGES = frozenset({"model.compute_dtype", "train.steps", "train.dist
                                "log.keep_checkpoints", "log.checkpoint_dir", "name"})
 
 
-# Smallest allowed value of numeric fields (a key absent here may take any value of its type).
+# Smallest allowed value of the shared numeric fields (a key absent here may take any value of its type;
+# a method's own fields say theirs with `at_least`). Every loss weight is at least 0.
 MINIMUMS = {
     "model.ngf": 1, "model.ndf": 1, "model.n_blocks": 0, "model.image_channels": 1,
-    "loss.lambda_A": 0.0, "loss.lambda_B": 0.0, "loss.lambda_idt": 0.0, "loss.lambda_ctx": 0.0,
     "data.num_threads": 0, "data.num_workers": 0,
-    "train.batch_size": 1, "train.ins_max": 1, "train.ins_per": 1, "train.pool_size": 0, "train.lr": 0.0,
+    "train.batch_size": 1, "train.ins_max": 1, "train.pool_size": 0, "train.lr": 0.0,
     "train.beta1": 0.0, "train.beta2": 0.0, "train.eps": 0.0, "train.niter": 0, "train.niter_decay": 0,
-    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0, "train.n_critic": 1, "train.d_lr_mult": 0.0,
-    "model.style_dim": 1, "model.mask_layers": 0, "model.d_layers": 1, "model.n_attributes": 1,
-    "loss.lambda_gp": 0.0, "loss.lambda_cls": 0.0, "loss.lambda_rec": 0.0, "loss.lambda_content": 0.0,
-    "loss.lambda_style": 0.0, "loss.lambda_mask_sim": 0.0, "loss.lambda_mask_size": 0.0,
+    "train.epoch_count": 1, "train.steps": 0, "train.seed": 0, "train.d_lr_mult": 0.0,
     "log.log_every": 1, "log.sample_every": 1, "log.checkpoint_every": 1, "log.keep_checkpoints": 1,
 }
+SECTIONS = ("model", "loss", "train")  # the sections a method defines its own classes of
+
+
+def at_least(minimum: float, default: Any) -> Any:
+    """A dataclass field of a method's section with its default and smallest allowed value."""
+    return dataclasses.field(default=default, metadata={"min": minimum})
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                type(None): "null", dict: "an object"}
 _PLURAL_NAMES = {int: "integers", float: "numbers"}
@@ -149,8 +152,9 @@ def _convert(value: Any, annotation: Any) -> Any:
     raise TypeError(f"{value!r} is not {_describe(annotation)}")
 
 
-def _build(cls: type, values: dict[str, Any], where: str):
-    """A dataclass from a dict, recursively; unknown keys and values of the wrong type are errors naming them."""
+def _build(cls: type, values: dict[str, Any], where: str, sections: dict[str, type] | None = None):
+    """A dataclass from a dict, recursively (the nested sections named in `sections` as those classes);
+    unknown keys and values of the wrong type are errors naming them."""
     if not isinstance(values, dict):
         raise ValueError(f"config section {where or 'top level'} must be an object, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -161,50 +165,53 @@ def _build(cls: type, values: dict[str, Any], where: str):
     for name, value in values.items():
         default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+            kwargs[name] = _build((sections or {}).get(name, type(default)), value, f"{where}{name}.")
             continue
         try:
             kwargs[name] = _convert(value, annotations[name])
         except TypeError:
             raise ValueError(f"config key {where}{name}: expected {_describe(annotations[name])}, "
                              f"got {value!r}") from None
+    for name, section in (sections or {}).items():
+        kwargs.setdefault(name, section())
     return cls(**kwargs)
 
 
-def _out_of_range(key: str, value: Any) -> str | None:
+def _minimum(key: str, field: dataclasses.Field) -> float | None:
+    if "min" in field.metadata:
+        return field.metadata["min"]
+    return 0.0 if key.startswith("loss.") else MINIMUMS.get(key)
+
+
+def _out_of_range(key: str, value: Any, field: dataclasses.Field) -> str | None:
     """Why a field's value is not allowed, or None."""
     if isinstance(value, float) and not math.isfinite(value):
         return "a finite number"
-    if key in MINIMUMS and value is not None and value < MINIMUMS[key]:
-        return f"a value >= {MINIMUMS[key]}"
+    if (minimum := _minimum(key, field)) is not None and isinstance(value, (int, float)) and value < minimum:
+        return f"a value >= {minimum}"
     if key in ("data.crop_size", "data.load_size") and value is not None and min(value) < 1:
         return "two sizes >= 1"
-    if key == "train.unroll_groups" and value not in (True, False, "auto"):
-        return 'true, false or "auto"'
     return None
 
 
 def validate(config: Config) -> None:
     """Raise ValueError naming the first key whose value is out of range (types are checked on building)."""
-    if config.method not in METHOD_NAMES:
-        raise ValueError(f"config key method: expected one of {', '.join(METHOD_NAMES)}, got {config.method!r}")
+    if not config.method:
+        raise ValueError("config key method: expected a method's name, got an empty string")
     sections = [(s.name, getattr(config, s.name)) for s in dataclasses.fields(config)]
     for prefix, section in sections:
         for field in dataclasses.fields(section) if dataclasses.is_dataclass(section) else ():
             value, key = getattr(section, field.name), f"{prefix}.{field.name}"
-            expected = _out_of_range(key, value)
+            expected = _out_of_range(key, value, field)
             if expected:
                 raise ValueError(f"config key {key}: expected {expected}, got {value!r}")
-    ins_max, ins_per = config.train.ins_max, config.train.ins_per
-    if ins_max % ins_per:
-        raise ValueError(f"config keys train.ins_max={ins_max} and train.ins_per={ins_per}: ins_max must be a "
-                         f"multiple of ins_per (masks are translated in groups of ins_per; the last "
-                         f"{ins_max % ins_per} slot(s) would never be used)")
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """A checked Config from nested dicts (missing keys take their defaults)."""
-    config = _build(Config, values, "")
+def config_from_dict(values: dict[str, Any], sections: dict[str, type] | None = None) -> Config:
+    """A checked Config from nested dicts (missing keys take their defaults), its `model`, `loss` and
+    `train` sections of the classes in `sections` (default: the shared fields only). The commands call
+    `methods.config_from_dict`, which takes the sections of the config's method."""
+    config = _build(Config, values, "", sections)
     validate(config)
     return config
 
@@ -265,14 +272,17 @@ def resolve_config_path(name_or_path: str) -> Path:
     return candidate
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
-    """Read a config file (by name or path) and apply overrides."""
+def read_values(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A config file's values (by name or path) with the overrides applied, not yet checked
+    (`methods.load_config` builds them with the method's sections)."""
     path = resolve_config_path(name_or_path)
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON: {err}") from err
-    return config_from_dict(apply_overrides(values, overrides or []))
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config is a JSON object, got {type(values).__name__}")
+    return apply_overrides(values, overrides or [])
 
 
 def with_defaults(saved: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:

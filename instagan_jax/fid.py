@@ -21,7 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
-INCEPTION_FORMAT = "instagan-jax inception-fid v1"  # inception.NPZ_FORMAT (made by `instagan convert`)
+from instagan_jax.inception import NPZ_FORMAT as INCEPTION_FORMAT
+from instagan_jax.inception import InceptionFeatures, read_weights
+
 CONV_FORMAT = "instagan-conv-v1"  # kernels `conv<i>.kernel` (HWIO) and biases `conv<i>.bias`
 
 
@@ -135,14 +137,8 @@ def random_conv_weights(seed: int = 0, channels: tuple[int, ...] = (16, 32, 64))
     return weights
 
 
-def _inception(arrays: Mapping[str, np.ndarray]) -> FeatureNetwork:
-    from instagan_jax.inception import InceptionFeatures
-
-    return InceptionFeatures(arrays)
-
-
 FORMATS: dict[str, Callable[[Mapping[str, np.ndarray]], FeatureNetwork]] = {
-    CONV_FORMAT: ConvFeatures, INCEPTION_FORMAT: _inception}
+    CONV_FORMAT: ConvFeatures, INCEPTION_FORMAT: InceptionFeatures}
 
 
 def register_format(name: str, builder: Callable[[Mapping[str, np.ndarray]], FeatureNetwork]) -> None:
@@ -157,8 +153,6 @@ def load_feature_network(path: str | Path) -> FeatureNetwork:
     if not path.is_file():
         raise FileNotFoundError(f"FID weights file {path} not found (see docs/EVAL.md for how to get one)")
     if path.suffix in (".pth", ".pt"):
-        from instagan_jax.inception import InceptionFeatures, read_weights
-
         return InceptionFeatures(read_weights(path), str(path))
     try:
         with np.load(path, allow_pickle=False) as archive:

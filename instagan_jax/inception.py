@@ -32,13 +32,12 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from instagan_jax.convert import read_torch_state_dict, require_torch
-from instagan_jax.fid import INCEPTION_FORMAT
+from instagan_jax.torch_io import read_torch_state_dict, require_torch
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 1e-3
-NPZ_FORMAT = INCEPTION_FORMAT  # the `format` entry of our .npz files (read by fid.load_feature_network)
+NPZ_FORMAT = "instagan-jax inception-fid v1"  # the `format` entry of our .npz files (fid.FORMATS)
 _FORMAT_KEY = "format"
 
 # Our leaf name -> pytorch-fid's key suffix within a conv block (`<block>.<branch>.conv.weight`, ...).

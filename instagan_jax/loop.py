@@ -1,6 +1,6 @@
 """The training loop behind `instagan train`: data, device mesh, jitted iterations, checkpoints, logs.
 
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
     from instagan_jax.loop import train
     summary = train(load_config("default"), "runs/demo", steps=300)
 
@@ -43,7 +43,8 @@ from instagan_jax.checkpoint import (
     saved_steps,
 )
 from instagan_jax.cluster import cluster_settings
-from instagan_jax.config import Config, DataConfig, differences, validate
+from instagan_jax.config import Config, differences, validate
+from instagan_jax.data.sources import open_data
 from instagan_jax.nn.build import x64_scope
 from instagan_jax.trained import location, restore_state
 from instagan_jax.visuals import sample_grid, save_png, write_text
@@ -123,16 +124,6 @@ def step_spec(config: Config, iters_per_epoch: float) -> Any:
     return methods.get(config.method).make_spec(config, iters_per_epoch)
 
 
-def open_data(d: DataConfig, paired: bool = False, attributes: bool = False):
-    """(source A, source B) of a data config, its one source of aligned pairs (`paired`) or of attribute-labelled
-    images (`attributes`); ValueError naming an option the source does not take."""
-    opener = data.open_attributes if attributes else data.open_paired if paired else data.open_sources
-    try:
-        return opener(d.kind, **dict(d.options))
-    except TypeError as err:
-        raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None
-
-
 def make_loader(config: Config) -> data.PairLoader:
     """This process's shard of the config's data, batch = global batch / number of processes: unpaired
     A and B (with masks only for a method that uses them), aligned pairs for a paired method, or labelled
@@ -146,15 +137,13 @@ def make_loader(config: Config) -> data.PairLoader:
     options = dict(batch_size=t.batch_size // jax.process_count(), transform=transform, seed=t.seed,
                    num_threads=d.num_threads, num_workers=d.num_workers, skip_bad=d.skip_bad,
                    shard_index=jax.process_index(), shard_count=jax.process_count())
+    sources = open_data(d, kind)
+    methods.get(config.method).check_data(config, sources)
     if kind == "paired":
-        return data.PairedLoader(open_data(d, paired=True), **options)
+        return data.PairedLoader(sources, **options)
     if kind == "attributes":
-        source = open_data(d, attributes=True)
-        if len(source.attributes) != config.model.n_attributes:
-            raise ValueError(f"config key model.n_attributes: {config.model.n_attributes}, but the data labels "
-                             f"{len(source.attributes)} attribute(s) {list(source.attributes)}")
-        return data.AttributeLoader(source, **options)
-    return data.PairLoader(*open_data(d), **options)
+        return data.AttributeLoader(sources, **options)
+    return data.PairLoader(*sources, **options)
 
 
 def to_global(batch: dict[str, np.ndarray], keys: tuple[str, ...], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -344,7 +333,7 @@ def _restore_or_init(checkpoints: Checkpoints, method: methods.Method, spec: Any
         return method.init_state(spec, config.train.seed)
 
     abstract = replicated_abstract(jax.eval_shape(fresh), placement.replicated)
-    restored = checkpoints.restore_latest(abstract, config.to_dict())
+    restored = checkpoints.restore_latest(abstract, config.to_dict(), methods.upgrade_saved)
     if restored is None:
         state = fresh() if initial is None else with_networks(fresh(), initial)
         return jax.device_put(state, placement.replicated), 0
@@ -485,11 +474,12 @@ def _write_json(path: Path, values: dict) -> None:
 
 
 def checksums(workdir: str | Path) -> dict[str, Any]:
-    """The newest good checkpoint's step and a float64 sum of squares of each network's parameters.
+    """The newest good checkpoint's step (or that of a checkpoint folder RUN/checkpoints/N) and a float64
+    sum of squares of each network's parameters.
 
     Reads only: damaged checkpoints are reported and skipped, as when training resumes.
     """
-    _, step, state, folder = restore_state(workdir)
+    _, step, state, folder = restore_state(**location(workdir))
     sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))
             for name, params in state.params.items()}
     return {"workdir": str(Path(workdir).resolve()), "step": step, "checkpoint": str(folder),

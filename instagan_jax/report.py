@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from instagan_jax.evaluate import table_notes, table_rows
+from instagan_jax.eval.tables import notes as table_notes
+from instagan_jax.evaluate import table_rows
 from instagan_jax.visuals import write_text
 
 CURVES = {  # figure title -> metrics.jsonl keys

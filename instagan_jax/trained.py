@@ -3,6 +3,7 @@
     model = load_trained(workdir="runs/demo")              # the newest good checkpoint
     model = load_trained(checkpoint="runs/demo/checkpoints/2000")
     forward, backward = model.generators("AtoB")           # G_A (A -> B), G_B (B -> A)
+    translate = model.translator("AtoB")                   # the method's one inference path
 
 A checkpoint folder is `<workdir>/checkpoints/<step>`, as `instagan train` writes it (and
 `instagan convert --from-torch`). Float64 models are loaded in float64: use them inside
@@ -19,7 +20,7 @@ from flax import nnx
 
 from instagan_jax import methods
 from instagan_jax.checkpoint import Checkpoints, replicated_abstract
-from instagan_jax.config import Config, config_from_dict, with_defaults
+from instagan_jax.config import Config
 from instagan_jax.nn.build import x64_scope
 
 DIRECTIONS = {"AtoB": ("G_A", "G_B"), "BtoA": ("G_B", "G_A")}  # (forward, backward) generator names
@@ -33,6 +34,16 @@ class TrainedModel:
     step: int
     checkpoint: Path  # the checkpoint folder read
     networks: dict[str, nnx.Module]  # InstaGAN, CycleGAN: G_A (A -> B), G_B (B -> A), D_A, D_B; pix2pix: G, D
+
+    @property
+    def method(self) -> methods.Method:
+        return methods.get(self.config.method)
+
+    def translator(self, direction: str = "AtoB", **options) -> methods.Translator:
+        """The method's inference, as `instagan translate` and `instagan eval` run it:
+        `translate(img (B,H,W,3), slots (B,K,H,W,1) largest first) -> (image, masks or None)`;
+        `options`: the rest of `methods.TranslateOptions` (ins_per, exemplar, user_mask, size)."""
+        return self.method.translator(self, methods.TranslateOptions(direction=direction, **options))
 
     def generators(self, direction: str) -> tuple[nnx.Module, nnx.Module]:
         """(forward, backward) generators of 'AtoB' or 'BtoA' (of a method with both directions)."""
@@ -83,7 +94,7 @@ def saved_config(workdir: str | Path | None = None, checkpoint: str | Path | Non
         saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
     finally:
         checkpoints.close()
-    return config_from_dict(with_defaults(saved))
+    return methods.config_from_dict(methods.upgrade_saved(saved))
 
 
 def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | None = None, *,
@@ -100,7 +111,7 @@ def restore_state(workdir: str | Path | None = None, checkpoint: str | Path | No
         if not steps:
             raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
         saved = checkpoints.newest_config() if step is None else _named_config(checkpoints, step)
-        config = config_from_dict(with_defaults(saved))
+        config = methods.config_from_dict(methods.upgrade_saved(saved))
         method = methods.get(config.method)
         spec = method.make_spec(config, 1.0)
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])

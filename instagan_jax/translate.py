@@ -2,10 +2,9 @@
 
 Every input is read once up front (a missing or corrupt file, or a mask whose size differs from its
 image, is named before the model loads). Each image is then resized to the network's size and
-translated by the run's method (`translator`): InstaGAN orders its masks largest first and translates
-them `ins_per` at a time by one compiled scan (`inference.translate_forward`); CycleGAN and pix2pix
-translate the image alone; LOMIT gives every image one exemplar's foreground style (`lomit_translator`),
-where its learned mask (or a user's mask) says. The outputs are resized back to the image's size. In `out`:
+translated by the run's method's one inference path (`Method.translator`, the same as `instagan eval`'s),
+its masks ordered largest first; a method that translates masks (InstaGAN) returns them, the others
+the image alone. The outputs are resized back to the image's size. In `out`:
 
     images/NAME.png            translated image
     images_seg/NAME_<i>.png    translated mask of input instance i (0/255), so `out` is itself in the
@@ -40,7 +39,6 @@ from instagan_jax.data.transforms import (
 )
 from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
 
-TRANSLATE_SEED = 0  # pix2pix's test-time dropout: one fixed seed, so a translation can be repeated
 RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
 GALLERY_COLUMNS = ("image", "instances", "input | input masks | output | output masks", "files")
 
@@ -104,14 +102,6 @@ def gather_entries(inputs: str | Path, direction: str, *, masks: str | Path | No
 def check_entries(entries: list[Entry]) -> int:
     """Decode every image and mask once (errors name the file); returns the number of instances."""
     return sum(len(entry.read()[1]) for entry in entries)
-
-
-def check_size(size: tuple[int, int], multiple: int = 4) -> tuple[int, int]:
-    """The network size (H, W); `ValueError` unless both are positive multiples of `multiple` (4: two
-    stride-2 levels; LOMIT's style encoder has four)."""
-    if len(size) != 2 or any(s < multiple or s % multiple for s in size):
-        raise ValueError(f"size must be two positive multiples of {multiple} (H W), got {' '.join(map(str, size))}")
-    return tuple(size)
 
 
 def to_network(image: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]):
@@ -184,57 +174,9 @@ def gallery_html(written: list[Written], out: Path, title: str) -> str:
             + "\n</table></body></html>\n")
 
 
-def instagan_translator(forward, ins_per: int):
-    """`translate(img, slots) -> (image, masks)` of an InstaGAN generator, `ins_per` masks per group."""
-    from instagan_jax.methods.instagan.inference import translate_forward
-
-    return lambda img, slots: translate_forward(forward, img, slots, ins_per=ins_per)
-
-
-def lomit_translator(generator, exemplar: np.ndarray, size: tuple[int, int], user_mask: np.ndarray | None = None):
-    """`translate(img, _) -> (image, None)` of a LOMIT generator: every image takes `exemplar`'s foreground
-    style (RGB uint8, resized to `size`); `user_mask` (uint8 (H, W), white = translate), resized to the
-    network's 1/4 resolution, replaces the learned mask of every image (the paper's user intervention)."""
-    from instagan_jax.methods.lomit.step import translate
-
-    exemplar_img = to_unit_range(resize(exemplar, size, RESIZE_FILTER))[None]
-    mask = None
-    if user_mask is not None:
-        quarter = (size[0] // 4, size[1] // 4)
-        mask = (resize_mask(user_mask, quarter, RESIZE_FILTER).astype(np.float32) / 255.0)[None, ..., None]
-
-    def translate_image(img, _):
-        dtype = img.dtype
-        return translate(generator, img, exemplar_img.astype(dtype), None if mask is None else mask.astype(dtype))[
-            "output"], None
-
-    return translate_image
-
-
-def translator(model, direction: str, ins_per: int | None = None):
-    """`translate(img (1,H,W,3), slots (1,K,H,W,1)) -> (image, masks or None)` of a trained run's method
-    (LOMIT's needs its exemplar: `lomit_translator`)."""
-    method = model.config.method
-    if method == "pix2pix":
-        import jax
-
-        from instagan_jax.methods import pix2pix
-
-        if direction != "AtoB":
-            raise ValueError("a pix2pix run translates A -> B only (--direction AtoB)")
-        key = jax.random.key(TRANSLATE_SEED)
-        return lambda img, _: (pix2pix.translate(model.networks["G"], img, key), None)
-    forward, _ = model.generators(direction)
-    if method == "cyclegan":
-        from instagan_jax.methods import cyclegan
-
-        return lambda img, _: (cyclegan.translate(forward, img), None)
-    return instagan_translator(forward, ins_per or model.config.train.ins_per)
-
-
 def translate_entries(translate, entries: list[Entry], out: str | Path, *, size: tuple[int, int],
                       dtype: str = "float32", title: str = "instagan translate", progress: bool = True) -> Summary:
-    """Translate every entry with `translate` (see `translator` and the module doc) and write the gallery."""
+    """Translate every entry with `translate` (a `methods.Translator`, see the module doc) and write the gallery."""
     from tqdm import tqdm
 
     from instagan_jax.nn.build import x64_scope

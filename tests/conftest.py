@@ -34,12 +34,13 @@ def require_shared(path: Path) -> Path:
 
 
 def copy_source(folder: Path) -> Path:
-    """`folder` with what a build of the package reads (pyproject.toml, README.md, instagan_jax/):
+    """`folder` with what a build of the package reads (pyproject.toml, README.md, instagan_jax/, data_prep/):
     installing from the copy leaves no build files in the checkout."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "instagan_jax", folder / "instagan_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("instagan_jax", "data_prep"):
+        shutil.copytree(ROOT / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
     return folder
 
 
@@ -70,8 +71,8 @@ TINY_RUN = {
 def tiny_run(tmp_path_factory) -> Path:
     """A workdir of a tiny shapes model trained for 3 iterations (checkpoints at 2 and 3), shared by the
     tests of the commands that use a trained model. Read it; do not write into it."""
-    from instagan_jax.config import config_from_dict
     from instagan_jax.loop import train
+    from instagan_jax.methods import config_from_dict
 
     workdir = tmp_path_factory.mktemp("tiny_run") / "run"
     train(config_from_dict(TINY_RUN), workdir, steps=3, progress=False)

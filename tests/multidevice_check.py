@@ -20,10 +20,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from instagan_jax import loop, methods
-from instagan_jax.config import TrainConfig
 from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.config import InstaganTrain
+from instagan_jax.methods.lomit.config import LomitLoss, LomitModel, LomitTrain
 from instagan_jax.nn.build import ModelConfig
-from instagan_jax.nn.losses import LossWeights
 
 SIZE, BATCH = 32, 8
 
@@ -68,8 +68,8 @@ def lomit_main() -> int:
     """LOMIT on 8 devices and on 1: the whole state after four iterations, and every loss term."""
     from instagan_jax.methods.lomit import step as lomit
 
-    spec = lomit.Spec(ModelConfig(ngf=4, ndf=4, n_blocks=1, mask_layers=1, d_layers=4, style_dim=3, dtype="float64"),
-                      LossWeights(), TrainConfig(batch_size=BATCH, n_critic=2), SIZE, SIZE)
+    spec = lomit.Spec(LomitModel(ngf=4, ndf=4, n_blocks=1, mask_layers=1, d_layers=4, style_dim=3, dtype="float64"),
+                      LomitLoss(), LomitTrain(batch_size=BATCH, n_critic=2), SIZE, SIZE)
 
     def run_lomit(placement: loop.Placement):
         state = jax.device_put(lomit.init_state(spec, seed=0), placement.replicated)
@@ -107,7 +107,7 @@ def main() -> int:
     if sys.argv[1:] == ["lomit"]:
         return lomit_main()
     spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE,
-                             train=TrainConfig(ins_max=2, ins_per=1, pool_size=4))
+                             train=InstaganTrain(ins_max=2, ins_per=1, pool_size=4))
     many, first_many, metrics_many = run(loop.make_placement(), spec)
     one, first_one, metrics_one = run(one_device_placement(), spec)
     losses = [k for k in first_one if not k.startswith("ran_")]

@@ -11,7 +11,7 @@ import pytest
 from data_helpers import save
 
 from instagan_jax import data, loop
-from instagan_jax.config import DataConfig, load_config
+from instagan_jax.config import DataConfig
 from instagan_jax.data import (
     AttributeLoader,
     AttributeShapesSource,
@@ -19,7 +19,9 @@ from instagan_jax.data import (
     DataError,
     TransformConfig,
 )
+from instagan_jax.data.sources import open_data  # noqa: E402
 from instagan_jax.data.transforms import to_unit_range
+from instagan_jax.methods import load_config
 
 CROP = TransformConfig(load_size=None, crop_size=(64, 64), flip=True)
 MIN_EXTENT, MAX_EXTENT = 0.15 * 72, 0.35 * 72  # the default object_size, in pixels of a 72x72 image
@@ -285,6 +287,6 @@ def test_make_loader_serves_attribute_batches_and_checks_the_attribute_count():
     assert isinstance(loader, AttributeLoader) and loop.BATCH_KEYS["attributes"] == ("img", "labels")
     assert batch["img"].shape == (2, 32, 32, 3) and batch["labels"].shape == (2, 2)
     with pytest.raises(ValueError, match=r"data.options \{'size': 'ten'\} for data.kind 'attribute_shapes'"):
-        loop.open_data(DataConfig(kind="attribute_shapes", options={"size": "ten"}), attributes=True)
+        open_data(DataConfig(kind="attribute_shapes", options={"size": "ten"}), "attributes")
     with pytest.raises(ValueError, match=r"model.n_attributes: 3, but the data labels 2 attribute\(s\) \['blue', "):
         loop.make_loader(dataclasses.replace(config, model=dataclasses.replace(config.model, n_attributes=3)))

@@ -17,9 +17,11 @@ import pytest
 from flax import nnx
 
 from instagan_jax import methods, optim
-from instagan_jax.config import TrainConfig, config_from_dict, load_config
-from instagan_jax.methods import cyclegan
+from instagan_jax.config import TrainConfig
+from instagan_jax.methods import config_from_dict, load_config
+from instagan_jax.methods.cyclegan import step as cyclegan
 from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.config import InstaganTrain
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import losses
 from instagan_jax.nn.build import ModelConfig, create
@@ -181,7 +183,7 @@ def _check_step(train_step, spec32, spec16, state, batch):
 
 @pytest.mark.slow  # ~40-90 s: two whole iterations traced and compiled
 def test_instagan_bf16_train_step_keeps_float32_state_and_close_losses():
-    train = TrainConfig(ins_max=2, ins_per=2, pool_size=0)
+    train = InstaganTrain(ins_max=2, ins_per=2, pool_size=0)
     spec32 = training.StepSpec(F32, SIZE, SIZE, train=train)
     spec16 = dataclasses.replace(spec32, model=BF16)
     state = training.init_state(spec32, seed=0)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 
-from instagan_jax.config import (
-    CONFIG_DIR,
-    config_from_dict,
-    differences,
-    load_config,
-    with_defaults,
-)
+from instagan_jax import methods
+from instagan_jax.config import CONFIG_DIR, differences, with_defaults
+from instagan_jax.methods import config_from_dict, load_config
 
 PAPER_TASKS = {  # name: (crop H x W, load H x W, niter, niter_decay), REFERENCE.md §5
     "jeans2skirt_ccp": ((300, 200), (330, 220), 400, 200),
@@ -45,9 +42,9 @@ def test_method_configs_name_their_method_and_an_unknown_method_is_an_error():
     for path in CONFIG_DIR.glob("*.json"):
         if path.stem in METHOD_CONFIGS:
             assert load_config(path.stem).method == METHOD_CONFIGS[path.stem], path.stem
-    with pytest.raises(ValueError, match="config key method: expected one of instagan, cyclegan, pix2pix, lomit, "
+    with pytest.raises(ValueError, match="config key method: expected one of cyclegan, instagan, lomit, pix2pix, "
                                          "got .gan."):
-        load_config("default", ["method=gan"])
+        methods.load_config("default", ["method=gan"])
 
 
 def test_overrides_parse_json_values_and_strings():
@@ -124,3 +121,51 @@ def test_a_config_saved_before_a_key_existed_matches_its_default():
     assert differences(with_defaults(old), current) == {}
     old["data"] = {**current["data"], "options": {"size": 5}}
     assert set(differences(with_defaults(old), current)) == {"data.options"}
+
+
+def test_each_method_has_its_own_sections_and_a_key_of_another_is_named():
+    """A config holds its method's keys only (docs/ARCHITECTURE.md): LOMIT's are not InstaGAN's, and a key
+    of another method is an error naming whose it is."""
+    instagan, lomit, pix2pix = (load_config(n).to_dict() for n in ("default", "lomit_shapes", "pix2pix_shapes"))
+    assert "style_dim" not in instagan["model"] and "n_critic" not in instagan["train"]
+    assert set(instagan["loss"]) == {"lambda_A", "lambda_B", "lambda_idt", "lambda_ctx"}
+    assert lomit["model"]["style_dim"] == 8 and lomit["train"]["n_critic"] == 5 and "ins_per" not in lomit["train"]
+    assert set(pix2pix["loss"]) == {"lambda_L1"} and pix2pix["model"]["dropout"] is True
+    with pytest.raises(ValueError, match=r"config key train.ins_per is InstaGAN's, not CycleGAN's \(a cyclegan "
+                                         r"config's train keys: \['batch_size'"):
+        load_config("cyclegan_shapes", ["train.ins_per=2"])
+    with pytest.raises(ValueError, match="config key model.dropout is pix2pix's, not LOMIT's"):
+        load_config("lomit_shapes", ["model.dropout=true"])
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['model.style_dimm'\]"):
+        load_config("default", ["model.style_dimm=3"])
+    with pytest.raises(ValueError, match="config key model.style_dim: expected a value >= 1, got 0"):
+        load_config("lomit_shapes", ["model.style_dim=0"])
+    with pytest.raises(ValueError, match="ins_max must be a multiple of ins_per"):
+        load_config("default", ["train.ins_max=3", "train.ins_per=2"])
+
+
+def test_a_checkpoint_saved_with_every_method_s_keys_still_loads():
+    """Earlier versions saved one union of all methods' keys: a key the run's method lacks is dropped, and
+    named in a warning where it held another value than its default (it never had an effect)."""
+    current = load_config("cyclegan_shapes").to_dict()
+    union = {**current, "model": {**current["model"], "style_dim": 8, "dropout": False},
+             "loss": {**current["loss"], "lambda_ctx": 1.0, "lambda_L1": 100.0, "lambda_gp": 10.0},
+             "train": {**current["train"], "ins_per": 2, "n_critic": 5, "unroll_groups": "auto"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # defaults only: no warning
+        assert methods.upgrade_saved(union) == current
+    union["train"]["ins_per"] = 1
+    with pytest.warns(UserWarning, match=r"sets train.ins_per = 1, which a CycleGAN run never read"):
+        assert methods.upgrade_saved(union) == current
+    assert differences(methods.upgrade_saved({**current, "model": {"ngf": 8}}), current) == {
+        "model.ngf": (8, current["model"]["ngf"]), "model.ndf": (64, current["model"]["ndf"]),
+        "model.n_blocks": (9, current["model"]["n_blocks"])}  # missing keys at their defaults
+
+
+def test_changing_the_method_drops_the_file_s_keys_of_the_old_one():
+    """`--set method=lomit` on an InstaGAN file: its train.ins_per goes (as data.options go with data.kind);
+    a key of the old method given as an override is still an error."""
+    config = load_config("default", ["method=lomit", "train.batch_size=2"])
+    assert config.method == "lomit" and "ins_per" not in config.to_dict()["train"] and config.train.ins_max == 2
+    with pytest.raises(ValueError, match="config key train.ins_per is InstaGAN's, not LOMIT's"):
+        load_config("default", ["method=lomit", "train.ins_per=1"])

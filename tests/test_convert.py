@@ -12,14 +12,15 @@ import pytest
 from conftest import SHARED, TINY, TINY_RUN
 from flax import nnx
 
-from instagan_jax import cli, convert, trained
-from instagan_jax.config import config_from_dict
+from instagan_jax import cli, convert, torch_io, trained
 from instagan_jax.loop import train
+from instagan_jax.methods import config_from_dict
+from instagan_jax.methods.instagan import reference
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.methods.instagan.parity import load_fixture
 from instagan_jax.nn.build import ModelConfig, abstract, create, x64_scope
 from instagan_jax.parity.common import to_nchw, to_nhwc
-from instagan_jax.parity.instagan import load_fixture
 
 REFERENCE_NETWORKS = SHARED / "reference" / "instagan-pytorch" / "models" / "networks.py"
 
@@ -27,17 +28,17 @@ REFERENCE_NETWORKS = SHARED / "reference" / "instagan-pytorch" / "models" / "net
 @pytest.mark.parametrize("cls", [SetGenerator, SetDiscriminator])
 def test_round_trip_through_reference_layout(cls):
     source = create(cls, TINY, 3)
-    state_dict = convert.to_reference(source)
+    state_dict = reference.to_reference(source)
     target = abstract(cls, TINY)
-    convert.load_reference(target, state_dict)
-    again = convert.to_reference(target)
+    reference.load_reference(target, state_dict)
+    again = reference.to_reference(target)
     assert list(again) == list(state_dict)
     for key, value in state_dict.items():
         np.testing.assert_array_equal(again[key], value, err_msg=key)
 
 
 def test_reference_keys_and_layouts():
-    sd = convert.to_reference(create(SetGenerator, TINY, 0))
+    sd = reference.to_reference(create(SetGenerator, TINY, 0))
     ngf = TINY.ngf
     assert list(sd)[:2] == ["encoder_img.1.weight", "encoder_img.1.bias"]
     assert sd["encoder_img.1.weight"].shape == (ngf, 3, 7, 7)  # OIHW
@@ -46,45 +47,45 @@ def test_reference_keys_and_layouts():
     assert sd["decoder_img.0.weight"].shape == (8 * ngf, 4 * ngf, 3, 3)  # ConvTranspose: (in, out, kh, kw)
     assert sd["decoder_seg.0.weight"].shape == (12 * ngf, 6 * ngf, 3, 3)
     assert sd["decoder_seg.7.weight"].shape == (1, 3 * ngf, 7, 7)
-    dsd = convert.to_reference(create(SetDiscriminator, TINY, 0))
+    dsd = reference.to_reference(create(SetDiscriminator, TINY, 0))
     assert list(dsd)[:4] == [f"feature_img.0.module.{leaf}" for leaf in ("bias", "weight_u", "weight_v", "weight_bar")]
     assert dsd["classifier.0.module.weight_v"].shape == (8 * TINY.ndf * 16,)
     assert dsd["classifier.3.module.weight_u"].shape == (1,)
 
 
 def test_spectral_vectors_are_unit_norm_at_init():
-    dsd = convert.to_reference(create(SetDiscriminator, TINY, 0))
+    dsd = reference.to_reference(create(SetDiscriminator, TINY, 0))
     for key in dsd:
         if key.endswith(("weight_u", "weight_v")):
             assert np.linalg.norm(dsd[key]) == pytest.approx(1.0, abs=1e-5), key
 
 
 def test_data_parallel_prefix_is_stripped():
-    sd = convert.to_reference(create(SetGenerator, TINY, 1))
+    sd = reference.to_reference(create(SetGenerator, TINY, 1))
     target = abstract(SetGenerator, TINY)
-    convert.load_reference(target, {f"module.{k}": v for k, v in sd.items()})
-    np.testing.assert_array_equal(convert.to_reference(target)["decoder_img.7.bias"], sd["decoder_img.7.bias"])
+    reference.load_reference(target, {f"module.{k}": v for k, v in sd.items()})
+    np.testing.assert_array_equal(reference.to_reference(target)["decoder_img.7.bias"], sd["decoder_img.7.bias"])
 
 
 def test_missing_and_unexpected_keys_are_named():
-    sd = convert.to_reference(create(SetGenerator, TINY, 1))
+    sd = reference.to_reference(create(SetGenerator, TINY, 1))
     sd.pop("encoder_seg.4.bias")
     sd["encoder_seg.99.bias"] = np.zeros(1)
     with pytest.raises(KeyError, match=r"missing \['encoder_seg.4.bias'\].*unexpected \['encoder_seg.99.bias'\]"):
-        convert.load_reference(abstract(SetGenerator, TINY), sd)
+        reference.load_reference(abstract(SetGenerator, TINY), sd)
 
 
 def test_shape_mismatch_names_the_key():
-    sd = convert.to_reference(create(SetDiscriminator, TINY, 1))
+    sd = reference.to_reference(create(SetDiscriminator, TINY, 1))
     sd["classifier.0.module.weight_bar"] = sd["classifier.0.module.weight_bar"][:, :-1]
     with pytest.raises(ValueError, match="classifier.0.module.weight_bar"):
-        convert.load_reference(abstract(SetDiscriminator, TINY), sd)
+        reference.load_reference(abstract(SetDiscriminator, TINY), sd)
 
 
 def test_reading_pth_without_torch_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as if it were not installed
     with pytest.raises(ImportError, match=r"pip install 'instagan-jax\[torch\]'.*pip install -e '\.\[torch\]'"):
-        convert.read_torch_state_dict(tmp_path / "latest_net_G_A.pth")
+        torch_io.read_torch_state_dict(tmp_path / "latest_net_G_A.pth")
 
 
 def test_convert_without_torch_is_a_one_line_error(tmp_path, monkeypatch, capsys):
@@ -100,55 +101,60 @@ def _random_reference(name: str, model: ModelConfig, seed: int = 0) -> dict[str,
     module = abstract(SetGenerator if name[0] == "G" else SetDiscriminator, model)
     rng = np.random.default_rng(seed)
     nnx.update(module, jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(x.dtype), nnx.state(module)))
-    return convert.to_reference(module)
+    return reference.to_reference(module)
 
 
 def _state_dicts(model: ModelConfig) -> dict[str, dict[str, np.ndarray]]:
-    return {name: _random_reference(name, model, i) for i, name in enumerate(convert.NETWORKS)}
+    return {name: _random_reference(name, model, i) for i, name in enumerate(reference.NETWORKS)}
 
 
 def test_architecture_is_read_off_the_weights():
     odd = ModelConfig(ngf=3, ndf=5, n_blocks=2, image_channels=1)
     state_dicts = _state_dicts(odd)
-    assert convert.infer_model_config(state_dicts, ModelConfig(dtype="float64")) == dataclasses.replace(
+    assert reference.infer_model_config(state_dicts, ModelConfig(dtype="float64")) == dataclasses.replace(
         odd, dtype="float64")
     generators_only = {name: state_dicts[name] for name in ("G_A", "G_B")}
-    assert convert.infer_model_config(generators_only, ModelConfig(ndf=7)).ndf == 7  # ndf: the config's
+    assert reference.infer_model_config(generators_only, ModelConfig(ndf=7)).ndf == 7  # ndf: the config's
     state_dicts["G_B"] = _random_reference("G_B", dataclasses.replace(odd, ngf=4))
     with pytest.raises(ValueError, match=r"inconsistent ngf: G_B encoder_img.1.weight \(4, 1, 7, 7\) gives 4, "
                                          r"G_A encoder_img.1.weight \(3, 1, 7, 7\) gives 3"):
-        convert.infer_model_config(state_dicts)
+        reference.infer_model_config(state_dicts)
     state_dicts["G_B"] = state_dicts["G_A"]
     state_dicts["D_B"] = _random_reference("D_B", dataclasses.replace(odd, image_channels=3))
     with pytest.raises(ValueError, match="inconsistent image_channels: D_B feature_img.0.module.weight_bar"):
-        convert.infer_model_config(state_dicts)
+        reference.infer_model_config(state_dicts)
     with pytest.raises(KeyError, match="D_A: no 'feature_img.0.module.weight_bar'"):
-        convert.infer_model_config({"D_A": state_dicts["G_A"]})
+        reference.infer_model_config({"D_A": state_dicts["G_A"]})
+
+
+def reference_files(sources, epoch=None):
+    """InstaGAN's files: G_A, G_B needed, D_A, D_B optional."""
+    return torch_io.reference_files(sources, epoch, reference.NETWORKS, reference.GENERATORS)
 
 
 def test_reference_files_choose_the_epoch(tmp_path):
     for epoch in ("latest", "5", "10"):
         for name in ("G_A", "G_B", "D_A"):
             (tmp_path / f"{epoch}_net_{name}.pth").touch()
-    assert convert.reference_files([tmp_path])["G_A"].name == "latest_net_G_A.pth"
-    assert list(convert.reference_files([tmp_path], "5")) == ["G_A", "G_B", "D_A"]
+    assert reference_files([tmp_path])["G_A"].name == "latest_net_G_A.pth"
+    assert list(reference_files([tmp_path], "5")) == ["G_A", "G_B", "D_A"]
     for name in ("G_A", "G_B", "D_A"):
         (tmp_path / f"latest_net_{name}.pth").unlink()
-    assert convert.reference_files([tmp_path], "latest")["G_B"].name == "10_net_G_B.pth"  # 10 > 5
+    assert reference_files([tmp_path], "latest")["G_B"].name == "10_net_G_B.pth"  # 10 > 5
     with pytest.raises(FileNotFoundError, match=r"no epoch '7' in .* it has epochs \['10', '5'\]"):
-        convert.reference_files([tmp_path], "7")
+        reference_files([tmp_path], "7")
     (tmp_path / "10_net_G_B.pth").unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing .*10_net_G_B.pth \(both generators are needed\)"):
-        convert.reference_files([tmp_path])
+    with pytest.raises(FileNotFoundError, match=r"missing .*10_net_G_B.pth \(needed: G_A, G_B\)"):
+        reference_files([tmp_path])
     with pytest.raises(FileNotFoundError, match="no file for G_B among"):
-        convert.reference_files([tmp_path / "10_net_G_A.pth"])
+        reference_files([tmp_path / "10_net_G_A.pth"])
     (tmp_path / "readme.pth").touch()
     with pytest.raises(ValueError, match="readme.pth: cannot tell which network"):
-        convert.reference_files([tmp_path / "5_net_G_A.pth", tmp_path / "readme.pth"])
+        reference_files([tmp_path / "5_net_G_A.pth", tmp_path / "readme.pth"])
     with pytest.raises(ValueError, match="two files for G_A"):
-        convert.reference_files([tmp_path / "5_net_G_A.pth", tmp_path / "10_net_G_A.pth"])
+        reference_files([tmp_path / "5_net_G_A.pth", tmp_path / "10_net_G_A.pth"])
     with pytest.raises(ValueError, match="--epoch 5 chooses among the files of one folder"):
-        convert.reference_files([tmp_path / "5_net_G_A.pth"], "5")
+        reference_files([tmp_path / "5_net_G_A.pth"], "5")
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +168,9 @@ def _run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _assert_same_networks(a: dict, b: dict, names=convert.NETWORKS) -> None:
+def _assert_same_networks(a: dict, b: dict, names=reference.NETWORKS) -> None:
     for name in names:
-        sd_a, sd_b = convert.to_reference(a[name]), convert.to_reference(b[name])
+        sd_a, sd_b = reference.to_reference(a[name]), reference.to_reference(b[name])
         assert list(sd_a) == list(sd_b), name
         for key in sd_a:
             np.testing.assert_array_equal(sd_a[key], sd_b[key], err_msg=f"{name} {key}")
@@ -175,7 +181,7 @@ def exported(torch, tiny_run, tmp_path_factory):
     """The tiny run's newest checkpoint written as reference .pth files."""
     out = tmp_path_factory.mktemp("exported")
     paths = convert.to_torch(out, workdir=tiny_run)
-    assert [p.name for p in paths] == [f"3_net_{name}.pth" for name in convert.NETWORKS]
+    assert [p.name for p in paths] == [f"3_net_{name}.pth" for name in reference.NETWORKS]
     return out
 
 
@@ -212,14 +218,14 @@ def test_exported_files_load_strictly_into_the_reference(exported, tiny_run, tor
     model = config_from_dict(TINY_RUN).model
     norm = networks.get_norm_layer("instance")
     ours = trained.load_trained(workdir=tiny_run).networks
-    for name in convert.NETWORKS:
+    for name in reference.NETWORKS:
         if name[0] == "G":
             net = networks.ResnetSetGenerator(3, 3, model.ngf, norm_layer=norm, n_blocks=model.n_blocks)
         else:
             net = networks.NLayerSetDiscriminator(3, model.ndf, n_layers=3, norm_layer=norm)
         state = torch.load(exported / f"3_net_{name}.pth", weights_only=True)
         net.load_state_dict(state, strict=True)
-        expected = convert.to_reference(ours[name])
+        expected = reference.to_reference(ours[name])
         for key, value in net.state_dict().items():
             assert value.dtype == torch.float32, key
             np.testing.assert_array_equal(value.numpy(), expected[key], err_msg=f"{name} {key}")
@@ -238,7 +244,7 @@ def test_data_parallel_files_without_discriminators(torch, tmp_path, capsys):
     model = trained.load_trained(workdir=tmp_path / "run")
     assert model.config.model == TINY  # ngf, n_blocks from the weights, ndf from the config
     for name, state_dict in generators.items():
-        again = convert.to_reference(model.networks[name])
+        again = reference.to_reference(model.networks[name])
         for key in state_dict:
             np.testing.assert_array_equal(again[key], state_dict[key], err_msg=f"{name} {key}")
 
@@ -263,7 +269,7 @@ def test_fixture_inference_from_converted_pth_files(torch, reference_small_f64, 
     fixture = load_fixture(reference_small_f64)
     folder = tmp_path / "reference_checkpoints"
     folder.mkdir()
-    for name in convert.NETWORKS:
+    for name in reference.NETWORKS:
         prefix = f"init/{name}/"
         torch.save({k[len(prefix):]: torch.from_numpy(v) for k, v in fixture.arrays.items() if k.startswith(prefix)},
                    folder / f"latest_net_{name}.pth")

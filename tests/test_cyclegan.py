@@ -10,23 +10,19 @@ import pytest
 from conftest import SHARED, TINY, require_shared
 
 from instagan_jax import cli, methods
-from instagan_jax.config import (
-    Config,
-    DataConfig,
-    TrainConfig,
-    config_from_dict,
-    load_config,
-)
-from instagan_jax.methods import cyclegan
-from instagan_jax.methods.cyclegan_convert import (
+from instagan_jax.config import Config, DataConfig, TrainConfig
+from instagan_jax.methods import load_config
+from instagan_jax.methods.cyclegan import step as cyclegan
+from instagan_jax.methods.cyclegan.reference import (
     infer_model_config,
     load_reference,
     to_reference,
 )
 from instagan_jax.nn.build import abstract
+from instagan_jax.nn.losses import CycleLossWeights
 
 CYCLEGAN_F64 = SHARED / "parity" / "cyclegan_small_f64.npz"
-TINY_CONFIG = Config(method="cyclegan", model=TINY, data=DataConfig(crop_size=(32, 32)),
+TINY_CONFIG = Config(method="cyclegan", model=TINY, loss=CycleLossWeights(), data=DataConfig(crop_size=(32, 32)),
                      train=TrainConfig(pool_size=4))
 METRICS = {"D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B", "G"}
 
@@ -50,13 +46,13 @@ def test_float64_fixture_passes_every_check(capsys):
 
 
 def test_method_is_registered_and_the_config_builds_its_spec():
-    assert methods.get("cyclegan") is cyclegan.METHOD
+    method = methods.get("cyclegan")
     config = load_config("cyclegan_shapes")
-    spec = cyclegan.METHOD.make_spec(config, 250)
+    spec = method.make_spec(config, 250)
     assert config.method == "cyclegan" and (spec.height, spec.width) == (64, 64)
     assert spec.model is config.model and spec.loss is config.loss and spec.train is config.train
     with pytest.raises(ValueError, match="method"):
-        config_from_dict({"method": "cycle_gan"})
+        methods.config_from_dict({"method": "cycle_gan"})
 
 
 def test_state_dict_round_trip_has_the_reference_keys():

@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_DEFAULT_OVERRIDES
 
 from instagan_jax import loop, methods
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 
 
 def _one_step(config_name: str, overrides: list[str]):

@@ -99,7 +99,7 @@ def test_icevision_samples_equal_ann_to_mask():
 
 
 def test_reference_recipe(tiny):
-    from instagan_jax.data.prepare.coco import coco_records
+    from data_prep.coco import coco_records
 
     root, annotations = tiny
     records = list(coco_records(load_coco(annotations), root / "images", "cat", image_size=16))
@@ -117,9 +117,9 @@ def test_reference_recipe(tiny):
 def test_tfds_builder_without_tensorflow(tiny, tmp_path):
     import tensorflow_datasets as tfds
 
+    from data_prep.coco import CocoRecipe
+    from data_prep.instagan_coco import Builder, pair_config
     from instagan_jax.data import tfds_data
-    from instagan_jax.data.instagan_coco import Builder, pair_config
-    from instagan_jax.data.prepare.coco import CocoRecipe
     from instagan_jax.data.tfds_data import TfdsSource
 
     root, _ = tiny

@@ -11,8 +11,8 @@ import pytest
 from data_helpers import SHARED_DATA, require, save, write_fake_mhp, write_tiny_coco
 from PIL import Image
 
+from data_prep.cli import main as cli_main
 from instagan_jax.data import FolderSource, TransformConfig, transform_record
-from instagan_jax.data.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def test_ccp_on_shared_data(tmp_path):
     record = source[0]
     photo = np.asarray(Image.open(raw / "photos" / f"{record.id}.jpg").convert("RGB"))
     np.testing.assert_array_equal(record.image, photo)  # original photo, original size
-    from instagan_jax.data.prepare.ccp import load_mat
+    from data_prep.ccp import load_mat
 
     labels = load_mat(raw / "annotations" / "pixel-level" / f"{record.id}.mat", "groundtruth")
     np.testing.assert_array_equal(record.masks[0] > 0, labels == 25)  # jeans
@@ -67,8 +67,8 @@ def test_ccp_bad_input(tmp_path):
 
 
 def test_ccp_errors_name_the_file(tmp_path):
+    from data_prep.ccp import ccp_label, load_mat
     from instagan_jax.data import DataError
-    from instagan_jax.data.prepare.ccp import ccp_label, load_mat
 
     (tmp_path / "x.mat").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"cannot read MATLAB file .*x\.mat"):
@@ -112,7 +112,7 @@ def test_prepare_coco_tfds_and_shapes_cli(tmp_path):
     raw = tmp_path / "coco"
     write_tiny_coco(raw)
     result = subprocess.run(
-        [sys.executable, "-m", "instagan_jax.data.cli", "prepare", "coco", "--root", str(raw),
+        [sys.executable, "-m", "data_prep.cli", "prepare", "coco", "--root", str(raw),
          "--split", "train:annotations.json:images", "--cat-a", "cat", "--cat-b", "dog",
          "--image-size", "16", "--out", str(tmp_path / "tfds")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

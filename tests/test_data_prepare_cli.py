@@ -11,10 +11,10 @@ import pytest
 from data_helpers import write_coco, write_tiny_coco
 from pycocotools import mask as mask_utils
 
+from data_prep.cli import main as cli_main
+from data_prep.instagan_coco import REGISTERED_PAIRS
+from data_prep.manifest import MANIFEST
 from instagan_jax.data import FolderSource, open_sources
-from instagan_jax.data.cli import main as cli_main
-from instagan_jax.data.instagan_coco import REGISTERED_PAIRS
-from instagan_jax.data.prepare.manifest import MANIFEST
 
 TRAIN_SPLIT = ["--split", "train:annotations.json:images"]
 
@@ -137,8 +137,8 @@ def test_shapes_drawn_as_a_config_draws_them(tmp_path, capsys):
 
 
 def test_write_splits_never_writes_into_existing_split_folders(tmp_path):
+    from data_prep import write_splits
     from instagan_jax.data import DataError
-    from instagan_jax.data.prepare import write_splits
 
     (tmp_path / "trainB_seg").mkdir()
     with pytest.raises(DataError, match=r"trainB_seg already exists: write a new data set into a new or empty folder"):

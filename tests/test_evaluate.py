@@ -11,6 +11,7 @@ import pytest
 
 from instagan_jax import cli, evaluate
 from instagan_jax.config import DataConfig
+from instagan_jax.eval import metrics, splits
 from instagan_jax.fid import random_conv_weights
 
 
@@ -25,48 +26,48 @@ def test_identical_background_gives_l1_zero_and_infinite_psnr():
     union = _box(8, 8, 2, 2, 3, 3)[None].repeat(2, axis=0)
     fake = img.copy()
     fake[:, 2:5, 2:5] = 0.5  # changed inside the mask only
-    diff = evaluate.background_difference(img, fake, union, -np.ones_like(union))
+    diff = metrics.background_difference(img, fake, union, -np.ones_like(union))
     assert diff.shape == (2 * (64 - 9), 3) and np.all(diff == 0)
-    assert evaluate.psnr(0.0) == math.inf
-    assert evaluate.json_ready({"psnr": math.inf, "x": math.nan, "n": np.int64(3)}) == {"psnr": "inf", "x": None, "n": 3}
+    assert metrics.psnr(0.0) == math.inf
+    assert metrics.json_ready({"psnr": math.inf, "x": math.nan, "n": np.int64(3)}) == {"psnr": "inf", "x": None, "n": 3}
 
 
 def test_background_error_in_0_255_units_and_psnr():
     img = np.zeros((1, 4, 4, 3))
     fake = img + 2.0 / 255.0  # 1 grey level = 2/255 in [-1, 1]: 2 grey levels everywhere
     empty = -np.ones((1, 4, 4, 1))
-    diff = evaluate.background_difference(img, fake, empty, empty)
+    diff = metrics.background_difference(img, fake, empty, empty)
     np.testing.assert_allclose(np.abs(diff).mean(), 1.0)
-    assert evaluate.psnr(1.0) == pytest.approx(20 * math.log10(255))
+    assert metrics.psnr(1.0) == pytest.approx(20 * math.log10(255))
     translated = _box(4, 4, 0, 0, 4, 2)[None]  # the translated mask covers the left half
-    assert evaluate.background_difference(img, fake, empty, translated).shape == (8, 3)
+    assert metrics.background_difference(img, fake, empty, translated).shape == (8, 3)
 
 
 def test_mask_iou_area_ratio_and_shape_scores():
     real = np.stack([_box(20, 20, 2, 2, 8, 8), _box(20, 20, 0, 0, 4, 4), -np.ones((20, 20, 1))])[None]
     fake = np.stack([_box(20, 20, 2, 2, 8, 4), -np.ones((20, 20, 1)), _box(20, 20, 0, 0, 2, 2)])[None]
     valid = np.array([[True, True, False]])
-    r, f = evaluate.mask_pairs(real, fake, valid)
+    r, f = metrics.mask_pairs(real, fake, valid)
     assert r.shape == (2, 20, 20)
-    np.testing.assert_allclose(evaluate.iou(r, f), [0.5, 0.0])
-    np.testing.assert_allclose(evaluate.area_ratio(r, f), [0.5, 0.0])
-    np.testing.assert_allclose(evaluate.shape_scores(r), [1.0, 1.0])
-    assert evaluate.shape_scores(f).shape == (1,)  # the empty translated mask is left out
+    np.testing.assert_allclose(metrics.iou(r, f), [0.5, 0.0])
+    np.testing.assert_allclose(metrics.area_ratio(r, f), [0.5, 0.0])
+    np.testing.assert_allclose(metrics.shape_scores(r), [1.0, 1.0])
+    assert metrics.shape_scores(f).shape == (1,)  # the empty translated mask is left out
     yy, xx = np.mgrid[:41, :41]
     disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 15 ** 2
-    assert evaluate.shape_scores(disc[None])[0] == pytest.approx(math.pi / 4, abs=0.03)
+    assert metrics.shape_scores(disc[None])[0] == pytest.approx(math.pi / 4, abs=0.03)
 
 
 def test_distribution_and_target_fraction():
-    summary = evaluate.distribution(np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan]))
+    summary = metrics.distribution(np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan]))
     assert summary == {"mean": 3.0, "q25": 2.0, "median": 3.0, "q75": 4.0, "count": 5}
-    assert evaluate.distribution(np.array([]))["mean"] is None
+    assert metrics.distribution(np.array([]))["mean"] is None
     scores = np.array([0.78, 0.8, 0.95, 1.0, 0.4])
-    assert evaluate.shape_summary(scores, "B") == {
-        "rectangularity": evaluate.distribution(scores), "target_fraction": 0.4, "irregular_fraction": 0.2}
-    assert evaluate.shape_summary(scores, "A")["target_fraction"] == pytest.approx(0.4)  # 0.4 is no disc
-    assert evaluate.shape_summary(np.array([]), "A")["target_fraction"] is None
-    assert evaluate.IRREGULAR_BELOW < np.pi / 4 < evaluate.SHAPE_THRESHOLD < 1.0
+    assert metrics.shape_summary(scores, "B") == {
+        "rectangularity": metrics.distribution(scores), "target_fraction": 0.4, "irregular_fraction": 0.2}
+    assert metrics.shape_summary(scores, "A")["target_fraction"] == pytest.approx(0.4)  # 0.4 is no disc
+    assert metrics.shape_summary(np.array([]), "A")["target_fraction"] is None
+    assert metrics.IRREGULAR_BELOW < np.pi / 4 < metrics.SHAPE_THRESHOLD < 1.0
 
 
 def test_objects_segmented_from_real_shapes_images_match_their_masks():
@@ -86,12 +87,12 @@ def test_objects_segmented_from_real_shapes_images_match_their_masks():
             masks.append(slots)
             valid.append([k < len(instance_masks) for k in range(2)])
         masks, valid = np.stack(masks), np.array(valid)
-        seen = evaluate.segment_objects(np.stack(images), masks, valid)
-        truth = evaluate.binarize(masks)[valid][..., 0]
+        seen = metrics.segment_objects(np.stack(images), masks, valid)
+        truth = metrics.binarize(masks)[valid][..., 0]
         assert seen.shape == truth.shape
-        assert np.median(evaluate.iou(truth, seen)) > 0.97, domain
-        scores = evaluate.shape_scores(seen)
-        assert np.mean(scores >= evaluate.SHAPE_THRESHOLD) > 0.6 if angular else np.mean(scores < evaluate.SHAPE_THRESHOLD) > 0.9
+        assert np.median(metrics.iou(truth, seen)) > 0.97, domain
+        scores = metrics.shape_scores(seen)
+        assert np.mean(scores >= metrics.SHAPE_THRESHOLD) > 0.6 if angular else np.mean(scores < metrics.SHAPE_THRESHOLD) > 0.9
 
 
 def test_a_disc_drawn_as_its_square_keeps_the_background_outside_the_objects():
@@ -103,7 +104,7 @@ def test_a_disc_drawn_as_its_square_keeps_the_background_outside_the_objects():
     grey, red = np.array([0.1, 0.1, 0.1]), np.array([0.9, -0.8, -0.8])
     real, fake = (np.where(shape[..., None], red, grey)[None].astype(np.float32) for shape in (disc, square))
     masks = np.where(disc, 1.0, -1.0)[None, None, ..., None].astype(np.float32)
-    tally = evaluate.Tally()
+    tally = metrics.Tally()
     tally.add(real, masks, np.ones((1, 1), bool), fake, shapes=True)
     result = tally.summary("B", shapes=True, masks=False)
     assert result["background_outside_input"]["psnr_db"] < 20
@@ -112,20 +113,20 @@ def test_a_disc_drawn_as_its_square_keeps_the_background_outside_the_objects():
 
 
 def test_batches_have_one_shape():
-    assert evaluate.batches(5, 2) == [[0, 1], [2, 3], [4, 4]]
-    assert evaluate.batches(2, 4) == [[0, 1, 1, 1]]
+    assert metrics.batches(5, 2) == [[0, 1], [2, 3], [4, 4]]
+    assert metrics.batches(2, 4) == [[0, 1, 1, 1]]
 
 
 def test_held_out_data(tmp_path):
-    shapes, split = evaluate.held_out_data(DataConfig(options={"size": 10, "seed": 3}), set())
-    assert shapes.options == {"size": 10, "seed": 3 + evaluate.HELD_OUT_SEED_OFFSET} and "held out" in split
-    same, split = evaluate.held_out_data(DataConfig(options={"seed": 3}), {"seed"})
+    shapes, split = splits.held_out_data(DataConfig(options={"size": 10, "seed": 3}), set())
+    assert shapes.options == {"size": 10, "seed": 3 + splits.HELD_OUT_SEED_OFFSET} and "held out" in split
+    same, split = splits.held_out_data(DataConfig(options={"seed": 3}), {"seed"})
     assert same.options == {"seed": 3} and "--data" in split
     folder = DataConfig(kind="folder", options={"root": str(tmp_path)})
-    assert "training split trainA" in evaluate.held_out_data(folder, set())[1]
+    assert "training split trainA" in splits.held_out_data(folder, set())[1]
     for name in ("testA", "testB"):
         (tmp_path / name).mkdir()
-    test, split = evaluate.held_out_data(folder, set())
+    test, split = splits.held_out_data(folder, set())
     assert test.options["phase"] == "test" and split == "held out: testA / testB"
 
 
@@ -156,7 +157,7 @@ def test_eval_command_on_a_tiny_run(tiny_run, tmp_path, capsys):
     assert "AtoB" in printed and "background PSNR (dB)" in printed and "FID" in printed
     results = json.loads(out.read_text())
     assert results["step"] == 3 and results["feature_network"] == "instagan-conv-v1"
-    assert results["data"]["options"]["seed"] == evaluate.HELD_OUT_SEED_OFFSET
+    assert results["data"]["options"]["seed"] == splits.HELD_OUT_SEED_OFFSET
     for direction in ("AtoB", "BtoA"):
         r = results["directions"][direction]
         assert r["images"] == 3 and r["instances"] >= 3

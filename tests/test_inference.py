@@ -7,9 +7,9 @@ import pytest
 from conftest import TINY
 
 from instagan_jax.methods.instagan.inference import translate
-from instagan_jax.methods.instagan.instances import mask_valid
 from instagan_jax.methods.instagan.networks import SetGenerator
 from instagan_jax.nn.build import apply, create
+from instagan_jax.nn.instances import mask_valid
 
 H, W = 16, 12
 

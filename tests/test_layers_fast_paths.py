@@ -133,7 +133,7 @@ def test_scan_over_mask_groups_compiles_to_canonical_convs_only():
     from conftest import TINY_RUN
 
     from instagan_jax import loop, methods
-    from instagan_jax.config import config_from_dict
+    from instagan_jax.methods import config_from_dict
     from instagan_jax.methods.instagan import step as training
     # 64x64: at smaller sizes XLA rewrites the discriminator's last convs (a 4x4 kernel on 2x2-4x4 maps)
     # into other layouts itself, whatever the VJP says

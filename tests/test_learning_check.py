@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 from instagan_jax.targets import TARGETS, read, standing
 
 CHECK = ROOT / "experiments" / "learning_check.py"

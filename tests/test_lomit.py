@@ -15,7 +15,7 @@ from flax import nnx
 from PIL import Image
 
 from instagan_jax import cli, methods, trained
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 from instagan_jax.methods.lomit import losses, networks
 from instagan_jax.methods.lomit import step as lomit
 from instagan_jax.nn.build import create
@@ -224,7 +224,7 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp
         capsys.readouterr()
         assert cli.main(["convert", "--to-torch", "--workdir", str(tmp_path / "resumed"), "--out",
                          str(tmp_path / "pth")]) == 2
-        assert "a lomit run has no reference here" in capsys.readouterr().err
+        assert "a LOMIT run has no PyTorch reference here" in capsys.readouterr().err
         assert not (tmp_path / "pth").exists()
 
 

@@ -16,6 +16,8 @@ from instagan_jax import cli, evaluate
 from instagan_jax.config import DataConfig
 from instagan_jax.data.attributes import AttributeShapesSource, CelebASource
 from instagan_jax.data.transforms import TransformConfig
+from instagan_jax.eval import metrics, splits
+from instagan_jax.methods import EvalRequest
 from instagan_jax.methods.lomit import classifier as classifiers
 from instagan_jax.methods.lomit import evaluate as lomit_eval
 
@@ -94,14 +96,14 @@ def test_accuracy_counts_per_attribute_and_all_right():
 
 def test_held_out_split_of_attribute_data():
     shapes = DataConfig(kind="attribute_shapes", options={"seed": 3})
-    data, split = evaluate.held_out_data(shapes, set())
-    assert data.options["seed"] == 3 + evaluate.HELD_OUT_SEED_OFFSET and "held out" in split
-    assert evaluate.held_out_data(shapes, {"seed"})[0].options["seed"] == 3
+    data, split = splits.held_out_data(shapes, set())
+    assert data.options["seed"] == 3 + splits.HELD_OUT_SEED_OFFSET and "held out" in split
+    assert splits.held_out_data(shapes, {"seed"})[0].options["seed"] == 3
     celeba = DataConfig(kind="celeba", options={"root": "x"})
-    data, split = evaluate.held_out_data(celeba, set())
+    data, split = splits.held_out_data(celeba, set())
     assert data.options["phase"] == "test" and "phase test" in split
     given = DataConfig(kind="celeba", options={"root": "x", "phase": "val"})
-    assert evaluate.held_out_data(given, {"phase"}) == (given, "CelebA phase val (from --data)")
+    assert splits.held_out_data(given, {"phase"}) == (given, "CelebA phase val (from --data)")
     # the classifier trains on the run's own split, whatever --data chose for the evaluation
     run_data = DataConfig(kind="celeba", options={"root": "old"})
     train = lomit_eval.training_data(run_data, DataConfig(kind="celeba", options={"root": "new", "phase": "test"}),
@@ -143,7 +145,7 @@ def test_eval_json_has_every_field_in_range(evaluated, run):
     results, printed, err = evaluated
     assert results["method"] == "lomit" and results["step"] == 2 and results["checkpoint"].endswith("checkpoints/2")
     assert results["data"]["kind"] == "attribute_shapes" and results["data"]["attributes"] == ["blue", "striped"]
-    assert results["data"]["options"]["seed"] == evaluate.HELD_OUT_SEED_OFFSET
+    assert results["data"]["options"]["seed"] == splits.HELD_OUT_SEED_OFFSET
     assert "held out" in results["data"]["split"] and results["note"] == evaluate.NO_FEATURES
     assert set(results["units"]) >= {"background.l1", "background.psnr_db", "mask", "accuracy"}
     r = results["lomit"]
@@ -164,7 +166,7 @@ def test_eval_json_has_every_field_in_range(evaluated, run):
     assert r["classifier"]["trained_now"] and r["classifier"]["train_images"] == 2000
     assert r["classifier"]["trained_on"]["options"].get("seed", 0) == 0  # the training split
     assert r["classifier"]["path"] == str((run / "eval" / "attribute_classifier").resolve())
-    assert "fid" not in r and r["notes"] == []
+    assert "fid" not in r and results["notes"] == []
     assert "attribute classifier: training on 2000 real images" in err and "step 400/400" in err
 
 
@@ -183,7 +185,7 @@ def test_classifier_learns_the_synthetic_attributes(evaluated, run):
     key = json.loads((directory / classifiers.SETTINGS_FILE).read_text())
     model = classifiers.load(directory, key)
     assert model is not None
-    held_out = AttributeShapesSource(size=200, seed=evaluate.HELD_OUT_SEED_OFFSET, height=36, width=36)
+    held_out = AttributeShapesSource(size=200, seed=splits.HELD_OUT_SEED_OFFSET, height=36, width=36)
     images, labels = classifiers.load_examples(held_out, 200, TransformConfig(load_size=None, crop_size=(32, 32)))
     acc = lomit_eval.accuracy(classifiers.predict(model, images), labels, held_out.attributes)
     assert min(acc["per_attribute"].values()) >= 0.9, acc
@@ -242,10 +244,11 @@ def test_a_source_without_masks_gives_null_mask_metrics(run, tmp_path):
     root = _fake_celeba(tmp_path / "celeba")
     data = DataConfig(kind="celeba", options={"root": str(root), "attributes": ["A", "B"], "image_size": 36},
                       crop_size=(32, 32))
-    data, split = evaluate.held_out_data(data, set())
+    data, split = splits.held_out_data(data, set())
     assert len(CelebASource(root, ("A", "B"), phase="test")) == 2
-    part = lomit_eval.evaluate_run(model, run, data, split, set(), num=8, batch_size=2,
-                                   classifier_dir=tmp_path / "classifier", progress=False,
+    request = EvalRequest(run=run, data=data, split=split, given=frozenset(), num=8, batch_size=2,
+                          classifier_dir=tmp_path / "classifier", progress=False)
+    part = lomit_eval.evaluate_run(model, request,
                                    settings=classifiers.ClassifierSettings(steps=2, batch_size=2, widths=(4,)))
     r = part["lomit"]
     assert r["images"] == 2 and r["images_with_masks"] == 0
@@ -253,8 +256,7 @@ def test_a_source_without_masks_gives_null_mask_metrics(run, tmp_path):
     assert r["classifier"]["train_images"] == 2 and r["classifier"]["trained_on"]["options"].get("phase") is None
     assert all(0.0 <= v <= 1.0 for v in r["accuracy"]["translated_vs_exemplar"]["per_attribute"].values())
     assert lomit_eval.NO_MASKS.format(kind="celeba") in part["notes"]
-    results = {"run": str(run), "checkpoint": "c", "step": 2, "data": part["data"], "feature_network": None,
-               "lomit": {**r, "notes": part["notes"]}}
+    results = {"run": str(run), "checkpoint": "c", "step": 2, "method": "lomit", "feature_network": None, **part}
     table = evaluate.format_table(results)
     assert "no true masks" in table and "CelebA phase test" in table and "mask and background metrics" in table
-    assert json.loads(json.dumps(evaluate.json_ready(results), allow_nan=False))["lomit"]["mask"] is None
+    assert json.loads(json.dumps(metrics.json_ready(results), allow_nan=False))["lomit"]["mask"] is None

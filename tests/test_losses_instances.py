@@ -4,10 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from instagan_jax.methods.instagan import instances, losses
-from instagan_jax.nn.losses import LossWeights
+from instagan_jax.methods.instagan import losses
+from instagan_jax.methods.instagan.config import InstaganLoss
+from instagan_jax.methods.instagan.parity import load_fixture, split_set
+from instagan_jax.nn import instances
 from instagan_jax.parity.common import to_nhwc
-from instagan_jax.parity.instagan import load_fixture, split_set
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_generator_losses_equal_reference_step0(step0):
     fake_img, fake_masks = split_set(calls["000_s0_fwd_G_A"], 3)
     rec_img, rec_masks = split_set(calls["001_s0_fwd_G_B"], 3)
     idt_img, idt_masks = split_set(calls["005_s0_G_G_B"], 3)
-    w = LossWeights()
+    w = InstaganLoss()
     cases = {
         "loss_G_A": losses.masked_mean(losses.lsgan_per_sample(jnp.asarray(calls["004_s0_G_D_A"]), 1.0)),
         "loss_cyc_A": losses.masked_mean(losses.set_l1_per_sample(rec_img, rec_masks, real_img, real_masks))

@@ -11,7 +11,7 @@ from conftest import SHARED
 from PIL import Image
 
 from instagan_jax import cli, methods
-from instagan_jax.config import load_config
+from instagan_jax.methods import load_config
 
 METHOD_CONFIGS = {"cyclegan": "cyclegan_shapes", "pix2pix": "pix2pix_shapes"}
 # The fixture's architecture (so that `convert --to-torch` can be checked against its state_dict keys) on
@@ -45,11 +45,11 @@ def run(request, tmp_path_factory):
 
 
 def test_every_method_is_registered_and_has_a_builtin_config():
-    assert methods.NAMES == ("instagan", "cyclegan", "pix2pix", "lomit")
+    assert methods.names() == ("cyclegan", "instagan", "lomit", "pix2pix")  # the packages of methods/
     for name, config in {**METHOD_CONFIGS, "instagan": "default", "lomit": "lomit_shapes"}.items():
         method = methods.get(name)
         assert method.name == name and load_config(config).method == name
-    with pytest.raises(ValueError, match="unknown method 'gan': choose one of instagan, cyclegan, pix2pix, lomit"):
+    with pytest.raises(ValueError, match="unknown method 'gan': choose one of cyclegan, instagan, lomit, pix2pix"):
         methods.get("gan")
 
 
@@ -104,12 +104,13 @@ def test_method_evaluates_on_held_out_data(run, tmp_path, capsys):
         assert r["image_shape"]["target_real"]["target_fraction"] is not None
         (tmp_path / "x.npz").write_bytes(b"")
         assert cli.main(["eval", "--workdir", str(workdir), "--fid-weights", str(tmp_path / "x.npz")]) == 2
-        assert "a paired run (pix2pix) is scored against its own targets" in capsys.readouterr().err
+        assert "--fid-weights goes with a CycleGAN or InstaGAN or LOMIT run, not a pix2pix run" in capsys.readouterr().err
 
 
 def test_to_torch_writes_the_reference_state_dicts(run, tmp_path, capsys):
     """`convert --to-torch` writes exactly the keys and shapes of the reference's state_dicts (as recorded
-    in the float64 fixture's JSON); `--from-torch` names its InstaGAN-only scope."""
+    in the float64 fixture's JSON); `--from-torch` reads them back into a new run with the same networks
+    (checksums equal), which writes the same files again."""
     name, workdir = run
     torch = pytest.importorskip("torch", reason="the .pth tests need PyTorch: pip install -e '.[torch]'")
     meta_path = SHARED / "parity" / f"{name}_small_f64.json"
@@ -121,6 +122,16 @@ def test_to_torch_writes_the_reference_state_dicts(run, tmp_path, capsys):
     for network, keys in expected.items():
         state_dict = torch.load(tmp_path / "pth" / f"2_net_{network}.pth", weights_only=True)
         assert [(key, list(value.shape)) for key, value in state_dict.items()] == [(k, s) for k, s in keys], network
-    assert cli.main(["convert", "--from-torch", str(tmp_path / "pth"), "--out", str(tmp_path / "back"),
-                     "--config", METHOD_CONFIGS[name]]) == 2
-    assert "--from-torch reads the reference's InstaGAN networks" in capsys.readouterr().err
+    height, width = SIZES[name]
+    overrides = [f"data.crop_size=[{height},{width}]", "data.options.height=36", "data.options.width=36"]
+    printed = _run(capsys, ["convert", "--from-torch", str(tmp_path / "pth"), "--out", str(tmp_path / "back"),
+                            "--config", METHOD_CONFIGS[name], *(x for o in overrides for x in ("--set", o))])
+    assert "model (read off the weights): ngf=8 ndf=8" in printed and "freshly initialised" not in printed
+    original, back = (json.loads(_run(capsys, ["info", str(w)])) for w in (workdir / "checkpoints" / "2",
+                                                                               tmp_path / "back"))
+    assert back["step"] == 0 and back["param_sum_of_squares"] == original["param_sum_of_squares"]
+    _run(capsys, ["convert", "--to-torch", "--workdir", str(tmp_path / "back"), "--out", str(tmp_path / "again")])
+    for network in expected:
+        first = torch.load(tmp_path / "pth" / f"2_net_{network}.pth", weights_only=True)
+        again = torch.load(tmp_path / "again" / f"0_net_{network}.pth", weights_only=True)
+        assert list(first) == list(again) and all(torch.equal(first[k], again[k]) for k in first), network

@@ -7,10 +7,10 @@ import pytest
 from conftest import TINY
 from flax import nnx
 
-from instagan_jax.methods.instagan.instances import mask_valid
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import layers
 from instagan_jax.nn.build import ModelConfig, abstract, apply, create
+from instagan_jax.nn.instances import mask_valid
 
 H, W = 32, 24
 
@@ -175,13 +175,13 @@ def test_discriminator_output_shape(disc):
 
 def test_float64_models_and_train_state_hold_float64():
     """model.dtype float64: every parameter, spectral vector, pool and translated output in float64."""
-    from instagan_jax.config import TrainConfig
     from instagan_jax.methods.instagan import step as training
+    from instagan_jax.methods.instagan.config import InstaganTrain
     from instagan_jax.nn.build import x64_scope
 
     config = ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64")
     with x64_scope("float64"):
-        state = training.init_state(training.StepSpec(config, 24, 24, train=TrainConfig(ins_max=2, ins_per=1, pool_size=2)))
+        state = training.init_state(training.StepSpec(config, 24, 24, train=InstaganTrain(ins_max=2, ins_per=1, pool_size=2)))
         floats = [x for x in jax.tree.leaves((state.params, state.spectral, state.pools))
                   if jnp.issubdtype(x.dtype, jnp.floating)]
         assert floats and all(x.dtype == jnp.float64 for x in floats)

@@ -23,7 +23,7 @@ import pytest
 from instagan_jax import cli, loop
 from instagan_jax.checkpoint import Checkpoints, replicated_abstract
 from instagan_jax.cluster import cluster_settings
-from instagan_jax.config import config_from_dict
+from instagan_jax.methods import config_from_dict
 from instagan_jax.methods.instagan.step import init_state
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from instagan_jax import cli
+from instagan_jax.methods.instagan.parity import load_fixture, step0_l1_ties
 from instagan_jax.parity.common import (
     DEFAULT_TOLERANCES,
     Check,
     format_report,
     parse_tolerances,
 )
-from instagan_jax.parity.instagan import load_fixture, step0_l1_ties
 
 
 def _report(capsys) -> tuple[list[str], dict[str, str]]:

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from instagan_jax import cli, evaluate, perceptual
+from instagan_jax import cli, perceptual
+from instagan_jax.eval import metrics
 from instagan_jax.methods.lomit import evaluate as lomit_eval
 
 SELF_ATOL = 1e-9  # LPIPS(x, x): the features are equal; what is left is float rounding (~5e-16 seen)
@@ -102,13 +103,13 @@ def test_tallies_fill_the_mask_unions_before_lpips():
     fake[:, :4, :4] += 0.5
     fake[:, 4:, 4:] -= 0.5
     calls = []
-    tally = evaluate.Tally()
+    tally = metrics.Tally()
     tally.add(real, masks, np.ones((1, 1), bool), fake, fake_masks, perceptual=_recording_distance(calls))
     a, b = calls[0]
     np.testing.assert_array_equal(a, b)  # only object pixels changed: both images filled alike
     assert a[0, 0, 0, 0] == perceptual.FILL_VALUE and a[0, 7, 7, 0] == perceptual.FILL_VALUE
     assert tally.summary("B", shapes=False)["lpips_background"]["mean"] == 0.0
-    assert "lpips_background" not in evaluate.Tally().summary("B", shapes=False)
+    assert "lpips_background" not in metrics.Tally().summary("B", shapes=False)
     lomit_tally, calls = lomit_eval.MaskTally(), []
     lomit_tally.add(real, fake, np.zeros((1, 8, 8)), masks[:, 0, ..., 0] > 0, _recording_distance(calls))
     a, b = calls[0]

@@ -14,9 +14,11 @@ from PIL import Image
 from instagan_jax import data, methods
 from instagan_jax.data.errors import DataError
 from instagan_jax.data.records import Record
-from instagan_jax.methods import pix2pix
+from instagan_jax.methods.pix2pix import reference as pix2pix_reference
+from instagan_jax.methods.pix2pix import step as pix2pix
+from instagan_jax.methods.pix2pix.config import Pix2pixModel
 from instagan_jax.nn import layers
-from instagan_jax.nn.build import ModelConfig, create
+from instagan_jax.nn.build import create
 from instagan_jax.nn.modules import BatchNorm
 from tests.conftest import SHARED, require_shared
 
@@ -87,7 +89,7 @@ def test_batch_norm_running_stats_match_hand_computation():
 
 def test_dropout_differs_from_none_and_is_deterministic_per_key():
     """A 64x64 U-Net (6 downsamplings: one dropout level) with and without dropout."""
-    net = create(pix2pix.NetworkBuilder("G", 6), ModelConfig(ngf=2, dropout=True), 0)
+    net = create(pix2pix.NetworkBuilder("G", 6), Pix2pixModel(ngf=2, dropout=True), 0)
     images = jnp.asarray(_random(7, (1, 64, 64, 3)), jnp.float32)
     k1, k2 = jax.random.key(1), jax.random.key(2)
     first, again, other = (pix2pix.translate(net, images, k) for k in (k1, k1, k2))
@@ -107,7 +109,7 @@ TINY_CONFIG = {"method": "pix2pix", "model": {"ngf": 4, "ndf": 4},
 
 @pytest.mark.slow  # ~20 s; test_methods trains the method at batch 2 through the loop
 def test_float32_train_step_jitted_at_tiny_size():
-    from instagan_jax.config import config_from_dict
+    from instagan_jax.methods import config_from_dict
 
     config = config_from_dict(TINY_CONFIG)
     method = methods.get(config.method)
@@ -127,9 +129,9 @@ def test_float32_train_step_jitted_at_tiny_size():
     moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a != b), new_state.batch_stats, state.batch_stats))
     assert all(bool(m) for m in moved)
     # the converters round-trip the state in reference layout
-    reference = pix2pix.reference_state(spec, new_state)
+    reference = pix2pix_reference.reference_state(spec, new_state)
     assert reference["D"]["model.3.num_batches_tracked"] == 3
-    again = pix2pix.reference_state(spec, pix2pix.import_networks(spec, reference))
+    again = pix2pix_reference.reference_state(spec, pix2pix_reference.import_networks(spec, reference))
     for name in pix2pix.NETWORKS:
         assert list(again[name]) == list(reference[name])
         for key in reference[name]:
@@ -213,7 +215,7 @@ def test_aligned_folder_split_and_errors(tmp_path):
 
 
 def test_pix2pix_shapes_config_selects_the_method_and_paired_shapes():
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
 
     config = load_config("pix2pix_shapes", ["data.options.size=4"])
     assert methods.get(config.method).data == "paired" and config.model.dropout

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 
 from instagan_jax import cli, evaluate, report
+from instagan_jax.eval import metrics
 from instagan_jax.methods.instagan.step import VISUAL_COLUMNS, Visuals, visual_rows
 from instagan_jax.visuals import sample_grid
 
@@ -30,12 +31,12 @@ def test_sample_grid_has_a_labelled_header_and_row_labels():
 
 
 def _eval_json(path):
-    tally = evaluate.Tally()
-    directions = {d: tally.summary(target, shapes=True) for d, (_, target) in evaluate.DOMAINS.items()}
+    tally = metrics.Tally()
+    directions = {d: tally.summary(target, shapes=True) for d, (_, target) in metrics.DOMAINS.items()}
     results = {"run": "r", "checkpoint": "r/checkpoints/3", "step": 3, "feature_network": None,
                "data": {"kind": "shapes", "split": "held out"}, "directions": directions, "note": evaluate.NO_FEATURES}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(evaluate.json_ready(results)))
+    path.write_text(json.dumps(metrics.json_ready(results)))
 
 
 def test_report_on_a_tiny_run(tiny_run, tmp_path, capsys):

@@ -25,7 +25,7 @@ from instagan_jax.checkpoint import (
     checkpoint_directory,
     replicated_abstract,
 )
-from instagan_jax.config import config_from_dict
+from instagan_jax.methods import config_from_dict
 from instagan_jax.methods.instagan.step import init_state
 
 CONFIG = config_from_dict(TINY_RUN)

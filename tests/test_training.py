@@ -14,6 +14,7 @@ from conftest import TINY
 from instagan_jax import optim, pool
 from instagan_jax.config import TrainConfig
 from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.config import InstaganTrain
 
 SIZE = 32
 
@@ -40,7 +41,7 @@ def _batch(counts_a: list[int], counts_b: list[int], seed: int = 0) -> dict[str,
     return out
 
 
-SPEC = training.StepSpec(TINY, SIZE, SIZE, train=TrainConfig(ins_max=4, ins_per=2, pool_size=3))
+SPEC = training.StepSpec(TINY, SIZE, SIZE, train=InstaganTrain(ins_max=4, ins_per=2, pool_size=3))
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from instagan_jax.cli import main
 from instagan_jax.data.inputs import detection_entries, folder_entries, layout_entries
 from instagan_jax.methods.instagan import inference
 from instagan_jax.trained import load_trained
-from instagan_jax.translate import check_entries, translate_entries, translator
+from instagan_jax.translate import check_entries, translate_entries
 
 SIZE = (32, 32)  # the tiny run's crop size
 
@@ -57,7 +57,7 @@ def _layout(root: Path, split: str = "testA") -> Path:
 
 
 def _run(model, entries, out, ins_per=1):
-    return translate_entries(translator(model, "AtoB", ins_per), entries, out, size=SIZE, progress=False)
+    return translate_entries(model.translator("AtoB", ins_per=ins_per), entries, out, size=SIZE, progress=False)
 
 
 def _png(path: Path) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_masks_folder_and_named_checkpoint(tiny_run, model, tmp_path, capsys):
     assert [len(e.masks) for e in entries] == [4] and check_entries(entries) == 4
     assert main(["translate", str(tmp_path / "photos"), "--masks", str(tmp_path / "instances"), "--checkpoint",
                  str(tiny_run / "checkpoints" / "2"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    assert "(step 2, instagan)" in capsys.readouterr().out
+    assert "(step 2, InstaGAN)" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out" / "images_seg").iterdir()) == [f"a_{i}.png" for i in range(4)]
 
 

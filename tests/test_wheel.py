@@ -47,9 +47,19 @@ def test_the_wheel_holds_the_configs_and_the_tfds_builders(venv):
     listing = _run(venv / "bin" / "python", "-c",
                    "import importlib.resources as r; p = r.files('instagan_jax');"
                    "print(sorted(f.name for f in (p / 'configs').iterdir()));"
-                   "print(sorted(f.name for f in (p / 'data' / 'instagan_coco').iterdir()))").stdout
+                   "print(sorted(f.name for f in (r.files('data_prep') / 'instagan_coco').iterdir()))").stdout
     assert "'default.json'" in listing and "'shp2gir_coco.json'" in listing
     assert "'instagan_coco_dataset_builder.py'" in listing
+
+
+def test_the_installed_wheel_prepares_a_tfds_data_set(venv, tmp_path):
+    done = _run(venv / "bin" / "instagan", "prepare", "shapes", "--num", "2", "--size", "24", "20", "--format",
+                "tfds", "--name", "default", "--out", tmp_path / "tfds", cwd=tmp_path)
+    assert "instagan_folder/default" in done.stdout + done.stderr
+    counted = _run(venv / "bin" / "python", "-c", "from instagan_jax.data import open_sources;"
+                   f"a, b = open_sources('tfds', name='instagan_folder/default', data_dir={str(tmp_path / 'tfds')!r});"
+                   "print(len(a), len(b), a[0].image.shape)", cwd=tmp_path).stdout
+    assert counted.split() == ["2", "2", "(24,", "20,", "3)"]
 
 
 def test_the_installed_wheel_trains_from_another_folder(venv, tmp_path):

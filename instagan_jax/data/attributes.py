@@ -25,11 +25,11 @@ import numpy as np
 
 from instagan_jax.data.errors import DataError
 from instagan_jax.data.imageio import read_image
+from instagan_jax.data.options import no_more, required
 from instagan_jax.data.paired import _AlignedMaker
 from instagan_jax.data.pipeline import PairLoader
 from instagan_jax.data.records import Record
 from instagan_jax.data.shapes import _background, check_background, check_object_size
-from instagan_jax.data.sources import _no_more, _required
 from instagan_jax.data.transforms import TransformConfig, resize, transform_record
 
 
@@ -256,7 +256,7 @@ def open_attributes(kind: str, **options: Any) -> AttributeSource:
     if kind == "attribute_shapes":
         return AttributeShapesSource(**_taken_by(AttributeShapesSource, kind, options))
     if kind == "celeba":
-        root = _required(options, "root")
+        root = required(options, "root")
         return CelebASource(root, **_taken_by(CelebASource, kind, options))
     raise ValueError(f"data kind {kind!r} has no attribute labels: choose attribute_shapes or celeba")
 
@@ -264,7 +264,7 @@ def open_attributes(kind: str, **options: Any) -> AttributeSource:
 def _taken_by(source_type: type, kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """`options`, after a ValueError naming those that `source_type` does not take."""
     taken = inspect.signature(source_type).parameters
-    _no_more(kind, {key: value for key, value in options.items() if key not in taken})
+    no_more(kind, {key: value for key, value in options.items() if key not in taken})
     return options
 
 

@@ -1,11 +1,12 @@
 """Entry points from a data config to the two domain sources (`open_sources`) or to the aligned pairs
-of a paired method (`open_paired`)."""
+of a paired method (`open_paired`); `open_data` opens a config's data as a method's data kind reads it."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from instagan_jax.data.options import no_more, required
 from instagan_jax.data.records import RecordSource
 
 
@@ -25,22 +26,22 @@ def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]
     if kind == "folder":
         from instagan_jax.data.folder import FolderSource
 
-        root, phase = _required(options, "root"), options.pop("phase", "train")
-        _no_more(kind, options)
+        root, phase = required(options, "root"), options.pop("phase", "train")
+        no_more(kind, options)
         return FolderSource(root, phase, "A"), FolderSource(root, phase, "B")
     if kind == "coco":
         from instagan_jax.data.coco import coco_sources
 
         return coco_sources(
-            _required(options, "annotations"), _required(options, "images"),
-            _required(options, "category_a"), _required(options, "category_b"), **options,
+            required(options, "annotations"), required(options, "images"),
+            required(options, "category_a"), required(options, "category_b"), **options,
         )
     if kind == "tfds":
         from instagan_jax.data.tfds_data import TfdsSource
 
-        name, phase = _required(options, "name"), options.pop("phase", "train")
+        name, phase = required(options, "name"), options.pop("phase", "train")
         data_dir: str | os.PathLike | None = options.pop("data_dir", None)
-        _no_more(kind, options)
+        no_more(kind, options)
         return TfdsSource(name, f"{phase}A", data_dir), TfdsSource(name, f"{phase}B", data_dir)
     if kind == "aligned":
         raise ValueError("data kind 'aligned' holds pairs: open it with open_paired (a paired method)")
@@ -56,8 +57,8 @@ def open_paired(kind: str, **options: Any):
     from instagan_jax.data.paired import AlignedSource, ZippedPairs
 
     if kind == "aligned":
-        root, phase = _required(options, "root"), options.pop("phase", "train")
-        _no_more(kind, options)
+        root, phase = required(options, "root"), options.pop("phase", "train")
+        no_more(kind, options)
         return AlignedSource(root, phase)
     if kind == "shapes":
         if options.get("paired") is not True:
@@ -66,12 +67,15 @@ def open_paired(kind: str, **options: Any):
     raise ValueError(f"data kind {kind!r} is not paired: choose aligned, or shapes with paired: true")
 
 
-def _required(options: dict[str, Any], key: str) -> Any:
-    if key not in options:
-        raise ValueError(f"data option {key!r} is required")
-    return options.pop(key)
-
-
-def _no_more(kind: str, options: dict[str, Any]) -> None:
-    if options:
-        raise ValueError(f"unknown option(s) for data kind {kind!r}: {sorted(options)}")
+def open_data(d, kind: str = "sets"):
+    """The sources of a `config.DataConfig` as a method of data kind `kind` reads them (`methods.base.DATA_KINDS`):
+    (source A, source B) for "sets" and "images", one source of aligned pairs for "paired", of labelled
+    images for "attributes"; ValueError naming an option the source does not take."""
+    if kind == "attributes":
+        from instagan_jax.data.attributes import open_attributes as opener
+    else:
+        opener = open_paired if kind == "paired" else open_sources
+    try:
+        return opener(d.kind, **dict(d.options))
+    except TypeError as err:
+        raise ValueError(f"data.options {dict(d.options)} for data.kind {d.kind!r}: {err}") from None

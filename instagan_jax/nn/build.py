@@ -15,25 +15,18 @@ from instagan_jax.nn.modules import set_compute_dtype
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of both generators and discriminators (reference defaults)."""
+    """The architecture fields every method's model section has (reference defaults); a method's own
+    section (`Method.sections`) subclasses it with its fields."""
 
     ngf: int = 64
     ndf: int = 64
     n_blocks: int = 9
     image_channels: int = 3
     dtype: str = "float32"  # parameters (and compute); "float64" for exact comparisons (needs x64)
-    dropout: bool = False  # pix2pix's U-Net: dropout 0.5 in its innermost ngf*8 blocks (train and test)
     # Convs and matmuls: "float32" computes in `dtype` (float32, or float64 for a float64 model);
     # "bfloat16" takes bf16 operands there (mixed precision: parameters, Adam, norm statistics and
     # losses stay float32). Only with dtype float32.
     compute_dtype: str = "float32"
-    # LOMIT (methods/lomit): style code size, mask network depth, one style head for fg and bg (the public
-    # code's sharing; the paper has two), discriminator depth, attributes the data labels
-    style_dim: int = 8
-    mask_layers: int = 6
-    shared_style_heads: bool = False
-    d_layers: int = 6
-    n_attributes: int = 2
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -99,5 +92,5 @@ def create(cls: type, config: ModelConfig, seed: int | jax.Array = 0):
 
 
 def abstract(cls: type, config: ModelConfig):
-    """A module with shapes but no values, to be filled (e.g. by `convert.load_reference`)."""
+    """A module with shapes but no values, to be filled (e.g. by a method's `reference.load_reference`)."""
     return nnx.eval_shape(lambda: _build(cls, config, nnx.Rngs(0)))

@@ -14,22 +14,17 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """The loss weights of every method (the reference's lambdas); each method reads its own."""
+    """A method's loss weights (the reference's lambdas): each method's loss section (`Method.sections`)
+    subclasses this with its own."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleLossWeights(LossWeights):
+    """Cycle consistency and identity, InstaGAN's and CycleGAN's."""
 
     lambda_A: float = 10.0
     lambda_B: float = 10.0
     lambda_idt: float = 1.0
-    lambda_ctx: float = 1.0  # InstaGAN's context-preserving loss
-    lambda_L1: float = 100.0  # pix2pix
-    # LOMIT: gradient penalty, attribute classification, cycle and self reconstruction, content, style,
-    # the mask regularisers R_1 (similar content, similar mask) and R_2 (small masks)
-    lambda_gp: float = 10.0
-    lambda_cls: float = 1.0
-    lambda_rec: float = 10.0
-    lambda_content: float = 1.0
-    lambda_style: float = 1.0
-    lambda_mask_sim: float = 0.1
-    lambda_mask_size: float = 1e-4
 
 
 def mean_except_batch(x: jax.Array) -> jax.Array:

@@ -72,23 +72,25 @@ def state_dict_under(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str,
     return {key: arrays[prefix + key] for key in keys_under(arrays, prefix)}
 
 
-def reference_train_config(meta: Mapping, **fields) -> TrainConfig:
-    """A fixture's Adam and learning-rate options (its JSON's `adam` and `opt`) as a TrainConfig;
-    `fields` set the rest (e.g. ins_max)."""
+def reference_train_config(meta: Mapping, section: type = TrainConfig, **fields) -> TrainConfig:
+    """A fixture's Adam and learning-rate options (its JSON's `adam` and `opt`) as the method's train
+    `section`; `fields` set the rest (e.g. ins_max)."""
     opt, adam = meta.get("opt", {}), meta.get("adam", {})
     betas = adam.get("betas", [opt.get("beta1", 0.5), 0.999])
-    return TrainConfig(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
-                       eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
-                       niter_decay=int(opt.get("niter_decay", 100)), epoch_count=int(opt.get("epoch_count", 1)),
-                       pool_size=int(opt.get("pool_size", 50)), **fields)
+    return section(lr=float(adam.get("lr", opt.get("lr", 2e-4))), beta1=float(betas[0]), beta2=float(betas[1]),
+                   eps=float(adam.get("eps", 1e-8)), niter=int(opt.get("niter", 100)),
+                   niter_decay=int(opt.get("niter_decay", 100)), epoch_count=int(opt.get("epoch_count", 1)),
+                   pool_size=int(opt.get("pool_size", 50)), **fields)
 
 
-def reference_loss_weights(meta: Mapping) -> LossWeights:
-    """A fixture's lambdas (its JSON's `opt`; the reference's `lambda_identity` is our `lambda_idt`)."""
+def reference_loss_weights(meta: Mapping, section: type) -> LossWeights:
+    """A fixture's lambdas (its JSON's `opt`; the reference's `lambda_identity` is our `lambda_idt`) as the
+    method's loss `section` (the lambdas it has)."""
     opt = meta.get("opt", {})
     names = {"lambda_A": "lambda_A", "lambda_B": "lambda_B", "lambda_idt": "lambda_idt",
              "lambda_identity": "lambda_idt", "lambda_ctx": "lambda_ctx", "lambda_L1": "lambda_L1"}
-    return LossWeights(**{ours: float(opt[theirs]) for theirs, ours in names.items() if theirs in opt})
+    fields = {f.name for f in dataclasses.fields(section)}
+    return section(**{ours: float(opt[theirs]) for theirs, ours in names.items() if theirs in opt and ours in fields})
 
 
 def to_nhwc(x: np.ndarray) -> jnp.ndarray:

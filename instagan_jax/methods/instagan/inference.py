@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from instagan_jax.methods.instagan import instances
-from instagan_jax.methods.instagan.losses import merge_masks
 from instagan_jax.methods.instagan.networks import SetGenerator
+from instagan_jax.nn import instances
+from instagan_jax.nn.instances import merge_masks
 
 
 class Translation(NamedTuple):

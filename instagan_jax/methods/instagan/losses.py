@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from instagan_jax.nn.instances import merge_masks
 from instagan_jax.nn.losses import lsgan_per_sample, masked_mean, mean_except_batch  # noqa: F401 (InstaGAN's too)
 
 
@@ -15,11 +16,6 @@ def set_l1_per_sample(img_a: jax.Array, masks_a: jax.Array,
     total = (jnp.sum(jnp.abs(img_a - img_b).reshape(b, -1), axis=1)
              + jnp.sum(jnp.abs(masks_a - masks_b).reshape(b, -1), axis=1))
     return total / (img_a[0].size + masks_a[0].size)
-
-
-def merge_masks(masks: jax.Array) -> jax.Array:
-    """Union of soft masks (B,K,H,W,1) -> (B,H,W,1) in [-1, 1]: clamp(sum (m+1)/2, 0, 1)*2 - 1."""
-    return jnp.clip(jnp.sum((masks + 1.0) / 2.0, axis=1), 0.0, 1.0) * 2.0 - 1.0
 
 
 def context_weight(real_masks: jax.Array, fake_masks: jax.Array) -> jax.Array:

@@ -30,11 +30,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from instagan_jax import optim, pool
-from instagan_jax.config import TrainConfig
-from instagan_jax.methods.instagan import instances, losses
+from instagan_jax.methods.instagan import losses
+from instagan_jax.methods.instagan.config import InstaganLoss, InstaganTrain
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn import instances
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
-from instagan_jax.nn.losses import LossWeights
 from instagan_jax.nn.modules import SpectralVector
 
 GENERATORS = ("G_A", "G_B")
@@ -52,8 +52,8 @@ class StepSpec:
     model: ModelConfig
     height: int
     width: int
-    train: TrainConfig = TrainConfig()
-    loss: LossWeights = LossWeights()
+    train: InstaganTrain = InstaganTrain()
+    loss: InstaganLoss = InstaganLoss()
     iters_per_epoch: float = 1.0
     unroll_groups: bool = False  # unrolled: same speed, compile time and memory grow with the groups
 

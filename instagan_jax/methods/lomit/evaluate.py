@@ -23,15 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from instagan_jax.evaluate import (
-    _background,
-    _number,
-    _quartiles,
-    batches,
-    distribution,
-    feature_distances,
-    iou,
-)
+from instagan_jax.data.sources import open_data
+from instagan_jax.eval.metrics import background_summary, batches, distribution, feature_distances, iou
+from instagan_jax.eval.tables import number, quartiles
 
 MASK_THRESHOLD = 0.5  # the learned soft mask (0, 1) counts as object above this
 TRUSTED_ACCURACY = 0.9  # below this on real held-out images, the classifier's verdicts get a warning
@@ -113,8 +107,8 @@ class MaskTally:
             "mask": {"threshold": MASK_THRESHOLD, "iou": distribution(np.array(self.iou)),
                      "iou_all_ones": distribution(np.array(self.ones_iou)),
                      "mean_inside": mean(self.soft_inside), "mean_outside": mean(self.soft_outside)},
-            "background": _background(*self.outside, self.pixels),
-            "object": _background(*self.inside, self.pixels),
+            "background": background_summary(*self.outside, self.pixels),
+            "object": background_summary(*self.inside, self.pixels),
             **lpips,
         }
 
@@ -214,33 +208,32 @@ def describe(data) -> dict[str, Any]:
             "load_size": None if data.load_size is None else list(data.load_size), "crop_size": list(data.crop_size)}
 
 
-def evaluate_run(model, run: Path, data, split: str, given: set[str], *, num: int, batch_size: int,
-                 features=None, perceptual=None, classifier_dir: str | Path | None = None, settings=None,
-                 progress: bool = True) -> dict[str, Any]:
-    """`evaluate.evaluate_run`'s LOMIT part: {'data', 'units', 'lomit', 'notes'} of a loaded run (folder `run`),
-    on the held-out DataConfig `data` (`split` says which it is; `given`: the option names set with --data);
-    the attribute classifier (`classifier.ClassifierSettings`, default `settings`) is cached in `classifier_dir`
-    (default RUN/eval/attribute_classifier)."""
+def evaluate_run(model, request, settings=None) -> dict[str, Any]:
+    """LOMIT's `Method.evaluate`: {'data', 'units', 'lomit', 'notes'} of a loaded run on the held-out data of
+    `request` (`methods.base.EvalRequest`); the attribute classifier (`classifier.ClassifierSettings`, default
+    `settings`) is cached in `request.classifier_dir` (default RUN/eval/attribute_classifier)."""
     from instagan_jax.data.transforms import TransformConfig
-    from instagan_jax.loop import open_data
     from instagan_jax.methods.lomit import classifier as classifiers
 
-    source = open_data(data, attributes=True)
+    data = request.data
+    source = open_data(data, "attributes")
     if len(source.attributes) != model.config.model.n_attributes:
         raise ValueError(f"--data: the held-out data labels {len(source.attributes)} attribute(s) "
                          f"{list(source.attributes)}, the run was trained with model.n_attributes = "
                          f"{model.config.model.n_attributes}")
-    train_data = training_data(model.config.data, data, given)
-    train_source = open_data(train_data, attributes=True)
+    train_data = training_data(model.config.data, data, request.given)
+    train_source = open_data(train_data, "attributes")
     if tuple(train_source.attributes) != tuple(source.attributes):
         raise ValueError(f"the training data's attributes {list(train_source.attributes)} differ from the "
                          f"held-out data's {list(source.attributes)}")
-    directory = Path(classifier_dir) if classifier_dir is not None else run / "eval" / CLASSIFIER_FOLDER
+    directory = (Path(request.classifier_dir) if request.classifier_dir is not None
+                 else request.run / "eval" / CLASSIFIER_FOLDER)
     transform = TransformConfig(load_size=data.load_size, crop_size=data.crop_size, flip=False, ins_max=1)
     classifier, info = classifiers.cached_classifier(directory, train_source, transform, describe(train_data),
                                                      settings or classifiers.ClassifierSettings())
-    results = evaluate(model, source, classifier, num=num, batch_size=batch_size, features=features,
-                       transform=transform, perceptual=perceptual, progress=progress)
+    results = evaluate(model, source, classifier, num=request.num, batch_size=request.batch_size,
+                       features=request.features, transform=transform, perceptual=request.perceptual,
+                       progress=request.progress)
     results["classifier"] = {**info, "trained_on": describe(train_data)}
     notes = []
     if results["mask"] is None:
@@ -251,7 +244,7 @@ def evaluate_run(model, run: Path, data, split: str, given: set[str], *, num: in
         notes.append(f"the attribute classifier scores under {TRUSTED_ACCURACY} on real held-out images for "
                      f"{', '.join(weak)}: its verdicts on translations are unreliable there")
     return {
-        "data": {"kind": data.kind, "options": dict(data.options), "split": split, "crop_size": list(data.crop_size),
+        "data": {"kind": data.kind, "options": dict(data.options), "split": request.split, "crop_size": list(data.crop_size),
                  "attributes": list(source.attributes)},
         "units": {"background.l1": "mean |translation - input| in 0-255 units, outside the true mask",
                   "background.psnr_db": "dB, peak 255, outside the true mask",
@@ -270,16 +263,16 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     if r["mask"] is not None:
         m = r["mask"]
         rows += [
-            (f"learned-mask IoU mean [q25 median q75] (> {m['threshold']})", _quartiles(m["iou"])),
-            ("  all-ones mask IoU (baseline) mean [q25 median q75]", _quartiles(m["iou_all_ones"])),
+            (f"learned-mask IoU mean [q25 median q75] (> {m['threshold']})", quartiles(m["iou"])),
+            ("  all-ones mask IoU (baseline) mean [q25 median q75]", quartiles(m["iou_all_ones"])),
             ("learned mask mean inside / outside the true mask",
-             f"{_number(m['mean_inside'])} / {_number(m['mean_outside'])}"),
-            ("background L1 outside the true mask (0-255)", _number(r["background"]["l1"], 2)),
-            ("background PSNR outside the true mask (dB)", _number(r["background"]["psnr_db"], 2)),
-            ("PSNR inside the true mask (dB, object change)", _number(r["object"]["psnr_db"], 2)),
+             f"{number(m['mean_inside'])} / {number(m['mean_outside'])}"),
+            ("background L1 outside the true mask (0-255)", number(r["background"]["l1"], 2)),
+            ("background PSNR outside the true mask (dB)", number(r["background"]["psnr_db"], 2)),
+            ("PSNR inside the true mask (dB, object change)", number(r["object"]["psnr_db"], 2)),
         ]
         if "lpips_background" in r:
-            rows.append(("background LPIPS mean [q25 median q75]", _quartiles(r["lpips_background"])))
+            rows.append(("background LPIPS mean [q25 median q75]", quartiles(r["lpips_background"])))
     else:
         rows += [("mask / background metrics", "- (no true masks)")]
     acc = r["accuracy"]
@@ -288,10 +281,10 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     for label, key in (("  accuracy on real held-out x1 vs y1", "classifier_on_real"),
                        ("  translation x12 vs exemplar labels y2", "translated_vs_exemplar"),
                        ("  baseline: input x1 vs y2", "input_vs_exemplar")):
-        cells = [f"{name} {_number(value)}" for name, value in acc[key]["per_attribute"].items()]
-        rows.append((label, ", ".join(cells + [f"all {_number(acc[key]['all'])}"])))
+        cells = [f"{name} {number(value)}" for name, value in acc[key]["per_attribute"].items()]
+        rows.append((label, ", ".join(cells + [f"all {number(acc[key]['all'])}"])))
     if results.get("feature_network"):
-        rows += [("FID", _number(r.get("fid"), 2)),
-                 ("KID mean (std)", f"{_number(r['kid']['mean'], 4)} ({_number(r['kid']['std'], 4)})"
+        rows += [("FID", number(r.get("fid"), 2)),
+                 ("KID mean (std)", f"{number(r['kid']['mean'], 4)} ({number(r['kid']['std'], 4)})"
                   if r.get("kid") else "-")]
     return rows

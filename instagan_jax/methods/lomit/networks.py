@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from instagan_jax.methods.lomit.config import LomitModel
 from instagan_jax.nn import layers
-from instagan_jax.nn.build import ModelConfig
 from instagan_jax.nn.modules import (
     BatchNorm,
     Conv,
@@ -60,7 +60,7 @@ class DownConv(nnx.Module):
 class ContentEncoder(nnx.Module):
     """Image -> content c with 4*ngf channels at 1/4 resolution."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: LomitModel, *, rngs: nnx.Rngs):
         ngf = model.ngf
         self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", init=INIT, rngs=rngs)
         self.down = nnx.List([DownConv(ngf, 2 * ngf, rngs=rngs), DownConv(2 * ngf, 4 * ngf, rngs=rngs)])
@@ -92,7 +92,7 @@ class StyleHead(nnx.Module):
 class StyleEncoder(nnx.Module):
     """A masked image -> its foreground (`part`="fg") or background ("bg") style code (B, style_dim)."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: LomitModel, *, rngs: nnx.Rngs):
         ngf = model.ngf
         self.stem = Conv(model.image_channels, ngf, 7, padding=3, pad_mode="reflect", init=INIT, rngs=rngs)
         self.down = nnx.List([DownConv(ngf, 2 * ngf, rngs=rngs), DownConv(2 * ngf, 4 * ngf, rngs=rngs)])
@@ -122,7 +122,7 @@ class MaskNetwork(nnx.Module):
     """M(c_in, c_ex): the soft mask (B, H/4, W/4, 1) in (0, 1) of the input's content `c_in`, attending to
     the channels the exemplar's content `c_ex` holds (co-segmentation)."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: LomitModel, *, rngs: nnx.Rngs):
         width = 4 * model.ngf
         self.squeeze = Linear(width, 2 * width, rngs=rngs)
         self.excite = Linear(2 * width, width, rngs=rngs)
@@ -211,7 +211,7 @@ class UpConv(nnx.Module):
 class Decoder(nnx.Module):
     """Stylised content (4*ngf channels, 1/4 resolution) -> image in [-1, 1]."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: LomitModel, *, rngs: nnx.Rngs):
         ngf = model.ngf
         self.blocks = nnx.List([LayerNormBlock(4 * ngf, rngs=rngs) for _ in range(model.n_blocks)])
         self.up = nnx.List([UpConv(4 * ngf, 2 * ngf, rngs=rngs), UpConv(2 * ngf, ngf, rngs=rngs)])
@@ -233,7 +233,7 @@ def upsample_mask(mask: jax.Array, height: int, width: int) -> jax.Array:
 class Generator(nnx.Module):
     """All of LOMIT's generator side: E_c, E_s, M, the fg and bg AdaIN MLPs and the decoder."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: LomitModel, *, rngs: nnx.Rngs):
         self.content = ContentEncoder(model, rngs=rngs)
         self.style = StyleEncoder(model, rngs=rngs)
         self.mask = MaskNetwork(model, rngs=rngs)
@@ -271,7 +271,7 @@ class Generator(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class SizedModel(ModelConfig):
+class SizedModel(LomitModel):
     """The model section plus the training image size (the discriminator's attribute head spans its
     last feature map, as StarGAN's)."""
 
@@ -279,7 +279,7 @@ class SizedModel(ModelConfig):
     width: int = 128
 
 
-def sized_model(model: ModelConfig, height: int, width: int) -> SizedModel:
+def sized_model(model: LomitModel, height: int, width: int) -> SizedModel:
     return SizedModel(**dataclasses.asdict(model), height=height, width=width)
 
 

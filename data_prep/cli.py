@@ -1,7 +1,7 @@
 """`instagan prepare {coco,ccp,mhp,shapes}`: raw data -> TFDS data set or reference-layout folder.
 
 Wire into the main CLI with `add_prepare_parser(subparsers)`, or run
-`python -m instagan_jax.data.cli prepare ...`.
+`python -m data_prep.cli prepare ...`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from data_prep.drops import DropTally
 from instagan_jax.data.errors import DataError, SkipLog
-from instagan_jax.data.prepare.drops import DropTally
 
 if TYPE_CHECKING:
-    from instagan_jax.data.prepare.coco import CocoRecipe
+    from data_prep.coco import CocoRecipe
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +89,23 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def _splits(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> dict:
     if args.dataset == "ccp":
-        from instagan_jax.data.prepare.ccp import ccp_splits
+        from data_prep.ccp import ccp_splits
 
         return ccp_splits(args.root, args.cat_a, args.cat_b, skips=skips)
     if args.dataset == "mhp":
-        from instagan_jax.data.prepare.mhp import mhp_splits
+        from data_prep.mhp import mhp_splits
 
         return mhp_splits(args.root, args.cat_a, args.cat_b, size=tuple(args.size),
                           skip_horizontal=not args.no_skip_horizontal, skips=skips, drops=drops)
     if args.dataset == "shapes":
-        from instagan_jax.data.prepare.shapes import shapes_splits
+        from data_prep.shapes import shapes_splits
 
         looks = shapes_looks(args.config)
         height, width = args.size or (looks.pop("height", 220), looks.pop("width", 220))
         for key in ("height", "width", "size", "seed", "paired"):
             looks.pop(key, None)
         return shapes_splits(args.num, args.seed, height, width, phase=args.phase, **looks)
-    from instagan_jax.data.prepare.coco import coco_splits
+    from data_prep.coco import coco_splits
 
     return coco_splits(args.root, args.cat_a, args.cat_b, _coco_recipe(args), skips=skips, drops=drops)
 
@@ -114,7 +114,7 @@ def shapes_looks(config_name: str | None) -> dict:
     """The data options of a config of shapes data ({} without one); ValueError for another kind."""
     if config_name is None:
         return {}
-    from instagan_jax.config import load_config
+    from instagan_jax.methods import load_config
 
     data = load_config(config_name).data
     if data.kind != "shapes":
@@ -123,7 +123,7 @@ def shapes_looks(config_name: str | None) -> dict:
 
 
 def _coco_recipe(args: argparse.Namespace) -> CocoRecipe:
-    from instagan_jax.data.prepare.coco import COCO2017_SPLITS, CocoRecipe
+    from data_prep.coco import COCO2017_SPLITS, CocoRecipe
 
     return CocoRecipe(splits=tuple(args.splits or COCO2017_SPLITS), image_size=args.image_size,
                       include_crowd=not args.no_crowd)
@@ -145,8 +145,8 @@ class _Output(NamedTuple):
 
 
 def _coco_tfds_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> _Output:
+    from data_prep.instagan_coco import Builder, pair_config
     from instagan_jax.data import tfds_data
-    from instagan_jax.data.instagan_coco import Builder, pair_config
 
     builder = Builder(data_dir=str(args.out), config=pair_config(args.cat_a, args.cat_b, args.name),
                       recipe=_coco_recipe(args), skips=skips, drops=drops)
@@ -160,8 +160,8 @@ def _coco_tfds_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally
 
 
 def _folder_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -> _Output:
-    from instagan_jax.data.prepare import STAGING, write_splits
-    from instagan_jax.data.prepare.drops import non_empty
+    from data_prep import STAGING, write_splits
+    from data_prep.drops import non_empty
 
     name = args.name or f"{args.dataset}_{args.cat_a}_{args.cat_b}".replace(" ", "-")
 
@@ -172,7 +172,7 @@ def _folder_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -
     if args.format == "folder":
         occupied = args.out.is_dir() and any(not p.name.startswith(STAGING) for p in args.out.iterdir())
         return _Output(f"folder {args.out}", args.out, occupied, build)
-    from instagan_jax.data.instagan_folder import Builder, folder_config
+    from data_prep.instagan_folder import Builder, folder_config
 
     data_path = Path(Builder(data_dir=str(args.out), config=folder_config(name)).data_path)
     return _Output(f"TFDS data set instagan_folder/{name} in {data_path}", data_path, data_path.exists(), build)
@@ -180,7 +180,7 @@ def _folder_output(args: argparse.Namespace, skips: SkipLog, drops: DropTally) -
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Run one `prepare` command; print what was written per split. Returns the exit status."""
-    from instagan_jax.data.prepare.manifest import reusable_manifest, write_manifest
+    from data_prep.manifest import reusable_manifest, write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.dataset == "shapes":  # a bad --config is named before anything is written
@@ -213,7 +213,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m instagan_jax.data.cli prepare ...`."""
+    """`python -m data_prep.cli prepare ...`."""
     parser = argparse.ArgumentParser(prog="instagan")
     add_prepare_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -17,13 +17,14 @@ import jax
 import numpy as np
 
 from instagan_jax.config import Config, DataConfig
-from instagan_jax.methods import cyclegan
-from instagan_jax.methods.cyclegan_convert import (
+from instagan_jax.methods.cyclegan import step as cyclegan
+from instagan_jax.methods.cyclegan.reference import (
     infer_model_config,
     load_reference,
     to_reference,
 )
 from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
+from instagan_jax.nn.losses import CycleLossWeights
 from instagan_jax.parity.common import (
     Check,
     Checker,
@@ -63,7 +64,7 @@ def _config(arrays: Mapping[str, np.ndarray], meta: Mapping) -> Config:
         raise ValueError(f"reference options not implemented here: {unsupported} (supported: {SUPPORTED_OPTIONS})")
     init = {name: state_dict_under(arrays, f"init/{name}/") for name in cyclegan.NETWORKS}
     model = infer_model_config(init, ModelConfig(dtype=str(meta.get("dtype", "float32"))))
-    loss = reference_loss_weights(meta)
+    loss = reference_loss_weights(meta, CycleLossWeights)
     train = reference_train_config(meta, batch_size=int(opt["batch_size"]))
     height, width = arrays["input/A"].shape[2:]
     return Config(method="cyclegan", model=model, loss=loss, data=DataConfig(crop_size=(height, width)), train=train)

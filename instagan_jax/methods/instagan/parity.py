@@ -23,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instagan_jax import convert
-from instagan_jax.methods.instagan import instances, losses
+from instagan_jax.methods.instagan import losses, reference
 from instagan_jax.methods.instagan import step as training
+from instagan_jax.methods.instagan.config import InstaganLoss, InstaganTrain
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.nn import instances
 from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
 from instagan_jax.parity.common import (
     Check,
@@ -65,8 +66,8 @@ def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[st
 
 
 def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ModelConfig:
-    state_dicts = {name: sd for name in convert.NETWORKS if (sd := _reference_state_dict(arrays, name))}
-    return convert.infer_model_config(state_dicts, ModelConfig(dtype=dtype))
+    state_dicts = {name: sd for name in reference.NETWORKS if (sd := _reference_state_dict(arrays, name))}
+    return reference.infer_model_config(state_dicts, ModelConfig(dtype=dtype))
 
 
 def load_fixture(path: str | Path) -> Fixture:
@@ -88,7 +89,7 @@ def import_network(fixture: Fixture, name: str) -> nnx.Module:
     """A fresh network (G_A, G_B, D_A or D_B) holding the fixture's initial weights."""
     cls = SetGenerator if name.startswith("G") else SetDiscriminator
     net = abstract(cls, fixture.config)
-    convert.load_reference(net, _reference_state_dict(fixture.arrays, name))
+    reference.load_reference(net, _reference_state_dict(fixture.arrays, name))
     return net
 
 
@@ -122,7 +123,7 @@ def _round_trip_checks(checker: Checker, fixture: Fixture) -> None:
     """Our state written back in reference layout equals the imported state_dict exactly."""
     for name in ("G_A", "G_B", "D_A", "D_B"):
         ref = _reference_state_dict(fixture.arrays, name)
-        ours = convert.to_reference(import_network(fixture, name))
+        ours = reference.to_reference(import_network(fixture, name))
         same_keys = list(ours) == list(ref)
         error = max(float(np.max(np.abs(ours[k] - ref[k]))) for k in ref) if same_keys else float("inf")
         checker.checks.append(Check(f"state_dict round trip {name}", "exact", "atol", 0.0, error))
@@ -140,7 +141,7 @@ def _forward_checks(checker: Checker, fixture: Fixture, sets: dict[str, tuple]) 
         img, masks, valid = sets[real_domain]
         net = import_network(fixture, disc)
         checker.compare(f"fwd/{disc}_real", "outputs", to_nchw(apply(net, img, masks, valid)))
-        after = convert.to_reference(net)
+        after = reference.to_reference(net)
         prefix = f"fwd/{disc}_real_after/"
         for key in [k for k in fixture.arrays if k.startswith(prefix)]:
             checker.compare(key, "outputs", after[key[len(prefix):]])
@@ -183,8 +184,9 @@ def _inference_checks(checker: Checker, fixture: Fixture, sets: dict[str, tuple]
 
 def _train_spec(fixture: Fixture) -> training.StepSpec:
     height, width = fixture.arrays["input/A_img"].shape[2:]
-    train = reference_train_config(fixture.meta, ins_max=fixture.ins_max, ins_per=fixture.ins_per)
-    return training.StepSpec(fixture.config, height, width, train=train, loss=reference_loss_weights(fixture.meta))
+    train = reference_train_config(fixture.meta, InstaganTrain, ins_max=fixture.ins_max, ins_per=fixture.ins_per)
+    return training.StepSpec(fixture.config, height, width, train=train,
+                             loss=reference_loss_weights(fixture.meta, InstaganLoss))
 
 
 def _as_reference(spec: training.StepSpec, params: Mapping[str, nnx.State],
@@ -194,7 +196,7 @@ def _as_reference(spec: training.StepSpec, params: Mapping[str, nnx.State],
     out = {}
     for name, state in params.items():
         module = nnx.merge(g_def, state) if name in training.GENERATORS else nnx.merge(d_def, state, spectral[name])
-        out[name] = convert.to_reference(module)
+        out[name] = reference.to_reference(module)
     return out
 
 

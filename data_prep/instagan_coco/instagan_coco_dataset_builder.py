@@ -2,7 +2,7 @@
 COCO copy (`manual_dir`) into ArrayRecord files, without TensorFlow.
 
 Splits are `<phase>A` and `<phase>B` for each (phase, instances json, image folder) of the
-recipe; records are prepared with the reference's recipe (`instagan_jax.data.prepare.coco`),
+recipe; records are prepared with the reference's recipe (`data_prep.coco`),
 whose options are the builder's `recipe` argument, not part of the config. Any category pair can
 be built: `Builder(config=pair_config('cup', 'bottle'), recipe=CocoRecipe(image_size=128))`.
 """
@@ -16,10 +16,10 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from data_prep.coco import CocoRecipe, coco_splits
+from data_prep.drops import DropTally, non_empty
 from instagan_jax.data import tfds_data
 from instagan_jax.data.errors import DataError, SkipLog
-from instagan_jax.data.prepare.coco import CocoRecipe, coco_splits
-from instagan_jax.data.prepare.drops import DropTally, non_empty
 from instagan_jax.data.records import EncodedRecord
 
 #: The category pairs with a ready-made config (the paper's COCO tasks).

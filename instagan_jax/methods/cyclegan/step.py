@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from instagan_jax import optim, pool
-from instagan_jax.methods import ImageSpec, Method
+from instagan_jax.methods.base import ImageSpec
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, apply, create
 from instagan_jax.nn.losses import lsgan_per_sample
 from instagan_jax.nn.modules import Decoder, Encoder, SpectralVector
@@ -239,7 +239,3 @@ def visual_rows(visuals: dict[str, dict[str, jax.Array]]) -> dict[str, dict[str,
 def summarize(metrics: dict[str, Any]) -> dict[str, float]:
     """The iteration's loss terms as floats."""
     return {name: float(value) for name, value in metrics.items()}
-
-
-METHOD = Method(name="cyclegan", networks=NETWORKS, data="images", make_spec=Spec.from_config, init_state=init_state,
-                train_step=train_step, summarize=summarize, modules=modules, visual_rows=visual_rows)

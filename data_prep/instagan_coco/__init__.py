@@ -1,6 +1,6 @@
 """TFDS builder `instagan_coco`: COCO category pairs as InstaGAN domains (see the builder module)."""
 
-from instagan_jax.data.instagan_coco.instagan_coco_dataset_builder import (
+from data_prep.instagan_coco.instagan_coco_dataset_builder import (
     REGISTERED_PAIRS,
     Builder,
     CocoPairConfig,

@@ -2,7 +2,7 @@
 
 Generator keys index the reference's `ResnetGenerator.model` sequence (`model.1.weight`,
 `model.10.conv_block.1.weight`, ...), discriminator keys its `NLayerDiscriminator.model`
-(`model.0.module.weight_bar`, `weight_u`, `weight_v`, `bias`). Layout helpers are `convert`'s.
+(`model.0.module.weight_bar`, `weight_u`, `weight_v`, `bias`). Files and layouts: `instagan_jax.torch_io`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instagan_jax import convert
-from instagan_jax.methods.cyclegan import N_LAYERS_D, Discriminator, ResnetGenerator
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.methods.base import Reference
+from instagan_jax.methods.cyclegan import step as training
+from instagan_jax.methods.cyclegan.step import (
+    N_LAYERS_D,
+    Discriminator,
+    ResnetGenerator,
+)
+from instagan_jax.nn.build import ModelConfig, abstract
+from instagan_jax.torch_io import (
+    LEAF_ORDER,
+    SN_LEAVES,
+    leaf_from_torch,
+    leaf_to_torch,
+    strip_data_parallel_prefix,
+)
 
 # positions in the reference's generator sequence (blocks start at 10; the decoder follows them)
 _ENCODER_LAYERS = {"stem": 1, "down1": 4, "down2": 7}
@@ -47,7 +59,7 @@ def _discriminator_key(path: tuple) -> str:
         index = 2 + 3 * path[1]
     else:
         index = 2 + 3 * N_LAYERS_D
-    return f"model.{index}.module.{convert._SN_LEAVES[path[-1]]}"
+    return f"model.{index}.module.{SN_LEAVES[path[-1]]}"
 
 
 def _keyed_variables(module: nnx.Module) -> dict[str, tuple[tuple, nnx.Variable]]:
@@ -64,12 +76,12 @@ def _keyed_variables(module: nnx.Module) -> dict[str, tuple[tuple, nnx.Variable]
 def _reference_order(key: str) -> tuple:
     """The reference's state_dict order: sequence position, then the leaf (convert's order)."""
     parts = key.split(".")
-    return [int(p) for p in parts if p.isdigit()], convert._LEAF_ORDER.index(parts[-1])
+    return [int(p) for p in parts if p.isdigit()], LEAF_ORDER.index(parts[-1])
 
 
 def to_reference(module: nnx.Module) -> dict[str, np.ndarray]:
     """A reference state_dict (numpy, the module's dtype, the reference's key order)."""
-    flat = {key: convert._to_torch_layout(path, np.asarray(var[...]))
+    flat = {key: leaf_to_torch(path, np.asarray(var[...]))
             for key, (path, var) in _keyed_variables(module).items()}
     return {key: flat[key] for key in sorted(flat, key=_reference_order)}
 
@@ -79,7 +91,7 @@ def load_reference(module: nnx.Module, state_dict: Mapping[str, np.ndarray]) -> 
 
     KeyError naming missing or unexpected keys; ValueError naming a key whose shape does not fit.
     """
-    state_dict = convert.strip_data_parallel_prefix(state_dict)
+    state_dict = strip_data_parallel_prefix(state_dict)
     keyed = _keyed_variables(module)
     missing, unexpected = sorted(keyed.keys() - state_dict.keys()), sorted(state_dict.keys() - keyed.keys())
     if missing or unexpected:
@@ -87,10 +99,10 @@ def load_reference(module: nnx.Module, state_dict: Mapping[str, np.ndarray]) -> 
                        f"unexpected {unexpected[:8]}")
     for key, (path, var) in keyed.items():
         ours = var.get_value()
-        value = convert._from_torch_layout(path, np.asarray(state_dict[key], dtype=ours.dtype))
+        value = leaf_from_torch(path, np.asarray(state_dict[key], dtype=ours.dtype))
         if value.shape != ours.shape:
             raise ValueError(f"{key}: reference shape {np.shape(state_dict[key])} does not fit this model "
-                             f"(expects {convert._to_torch_layout(path, np.zeros(ours.shape)).shape}); "
+                             f"(expects {leaf_to_torch(path, np.zeros(ours.shape)).shape}); "
                              "check ngf/ndf/n_blocks/image_channels")
         var.set_value(jnp.asarray(value))
 
@@ -106,7 +118,7 @@ def infer_model_config(state_dicts: Mapping[str, Mapping[str, np.ndarray]],
             raise ValueError(f"inconsistent {field}: {name} gives {value}, another network {found[field]}")
 
     for name, state_dict in state_dicts.items():
-        state_dict = convert.strip_data_parallel_prefix(state_dict)
+        state_dict = strip_data_parallel_prefix(state_dict)
         if name.startswith("G"):
             out_ch, in_ch = np.shape(state_dict["model.1.weight"])[:2]
             record("ngf", int(out_ch), name)
@@ -116,3 +128,30 @@ def infer_model_config(state_dicts: Mapping[str, Mapping[str, np.ndarray]],
             record("ndf", int(out_ch), name)
         record("image_channels", int(in_ch), name)
     return dataclasses.replace(base, **found)
+
+
+def state_from_torch(spec: training.Spec, state_dicts: Mapping[str, Mapping[str, np.ndarray]],
+                     seed: int = 0) -> training.TrainState:
+    """A step-0 train state holding the reference's networks (those without a state_dict fresh)."""
+    networks = {}
+    for name in training.NETWORKS:
+        if name not in state_dicts:
+            networks[name] = training.fresh_network(name, spec.model, seed)
+            continue
+        networks[name] = abstract(training.network_class(name), spec.model)
+        try:
+            load_reference(networks[name], state_dicts[name])
+        except (KeyError, ValueError) as err:
+            raise type(err)(f"{name}: {err.args[0]}") from err
+    return training.state_from_networks(spec, networks, seed)
+
+
+def to_torch(spec: training.Spec, state: training.TrainState) -> dict[str, dict[str, np.ndarray]]:
+    """The four networks of a train state as the reference's state_dicts."""
+    return {name: to_reference(module) for name, module in training.modules(spec, state).items()}
+
+
+REFERENCE = Reference(networks=training.NETWORKS, required=training.GENERATORS, infer_model=infer_model_config,
+                      state_from_torch=state_from_torch, to_torch=to_torch,
+                      describes="ResnetGenerator, NLayerDiscriminator", model="cycle_gan",
+                      parity="instagan_jax.methods.cyclegan.parity")

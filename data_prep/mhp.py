@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_prep.common import centre_crop, resize_to_height
+from data_prep.drops import DropTally
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.imageio import encode_png, read_image
-from instagan_jax.data.prepare.common import centre_crop, resize_to_height
-from instagan_jax.data.prepare.drops import DropTally
 from instagan_jax.data.records import EncodedRecord
 
 #: LV-MHP v1 label numbers.

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
+from data_prep.common import centre_crop, resize_short_side
+from data_prep.drops import DropTally
 from instagan_jax.data.coco import CocoSource, load_coco
 from instagan_jax.data.errors import DataError, SkipLog
 from instagan_jax.data.imageio import encode_png
-from instagan_jax.data.prepare.common import centre_crop, resize_short_side
-from instagan_jax.data.prepare.drops import DropTally
 from instagan_jax.data.records import EncodedRecord
 
 #: (phase, instances json, image folder) of COCO 2017, relative to its root.

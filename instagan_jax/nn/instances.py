@@ -1,4 +1,4 @@
-"""Instance-set utilities: validity, largest-first selection, padding and mask groups."""
+"""Instance-set utilities: validity, largest-first selection, padding, mask groups and their union."""
 
 from __future__ import annotations
 
@@ -59,3 +59,8 @@ def merge_groups(groups: jax.Array) -> jax.Array:
     """Inverse of `split_groups` on the kept slots: (G,B,N,...) -> (B,G*N,...)."""
     groups = jnp.swapaxes(groups, 0, 1)
     return groups.reshape((groups.shape[0], -1) + groups.shape[3:])
+
+
+def merge_masks(masks: jax.Array) -> jax.Array:
+    """Union of soft masks (B,K,H,W,1) -> (B,H,W,1) in [-1, 1]: clamp(sum (m+1)/2, 0, 1)*2 - 1."""
+    return jnp.clip(jnp.sum((masks + 1.0) / 2.0, axis=1), 0.0, 1.0) * 2.0 - 1.0

@@ -15,8 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from instagan_jax.methods import pix2pix
-from instagan_jax.nn.build import ModelConfig, apply, x64_scope
+from instagan_jax.methods.pix2pix import reference as pix2pix_reference
+from instagan_jax.methods.pix2pix import step as pix2pix
+from instagan_jax.methods.pix2pix.config import Pix2pixLoss, Pix2pixModel
+from instagan_jax.nn.build import apply, x64_scope
 from instagan_jax.parity.common import (
     Check,
     Checker,
@@ -49,19 +51,19 @@ def load_fixture(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 def fixture_spec(arrays: Mapping[str, np.ndarray], meta: Mapping) -> pix2pix.Spec:
     """The method's spec for the fixture's options (widths read off the weights)."""
     opt = meta.get("opt", {})
-    model = ModelConfig(ngf=arrays["init/G/model.model.0.weight"].shape[0],
-                        ndf=arrays["init/D/model.0.module.weight_bar"].shape[0],
-                        image_channels=arrays["input/A"].shape[1], dtype=str(meta.get("dtype", "float32")),
-                        dropout=not opt.get("no_dropout", False))
+    model = Pix2pixModel(ngf=arrays["init/G/model.model.0.weight"].shape[0],
+                         ndf=arrays["init/D/model.0.module.weight_bar"].shape[0],
+                         image_channels=arrays["input/A"].shape[1], dtype=str(meta.get("dtype", "float32")),
+                         dropout=not opt.get("no_dropout", False))
     train = reference_train_config(meta, batch_size=arrays["input/A"].shape[0])
     height, width = arrays["input/A"].shape[2:]
-    return pix2pix.Spec(model, reference_loss_weights(meta), train, height, width)
+    return pix2pix.Spec(model, reference_loss_weights(meta, Pix2pixLoss), train, height, width)
 
 
 def _round_trip_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping]) -> None:
     """Our state written back in reference layout equals the imported state_dict exactly, key order included."""
-    state = pix2pix.import_networks(spec, init)
-    for name, ours in pix2pix.reference_state(spec, state).items():
+    state = pix2pix_reference.import_networks(spec, init)
+    for name, ours in pix2pix_reference.reference_state(spec, state).items():
         ref = init[name]
         same_keys = list(ours) == list(ref)
         error = max(float(np.max(np.abs(ours[k] - ref[k]))) for k in ref) if same_keys else float("inf")
@@ -71,17 +73,17 @@ def _round_trip_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, 
 def _forward_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping],
                     batch: Mapping[str, jax.Array]) -> None:
     """Train-mode forwards from the initial weights: G(A), then D on the real pair (A, B)."""
-    nets = pix2pix.modules(spec, pix2pix.import_networks(spec, init))
+    nets = pix2pix.modules(spec, pix2pix_reference.import_networks(spec, init))
     checker.compare("fwd/G", "outputs", to_nchw(pix2pix.translate(nets["G"], batch["img_A"])))
     pair = np.concatenate([batch["img_A"], batch["img_B"]], axis=-1)
     checker.compare("fwd/D", "outputs", to_nchw(apply(nets["D"], pair)), name="fwd/D (real pair A, B)")
-    checker.compare_many("fwd/D_after/", "outputs", pix2pix.to_reference(nets["D"]), label="spectral-norm vectors")
+    checker.compare_many("fwd/D_after/", "outputs", pix2pix_reference.to_reference(nets["D"]), label="spectral-norm vectors")
 
 
 def _training_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Mapping],
                      batch: Mapping[str, jax.Array], losses: list[Mapping[str, float]]) -> None:
     """Each recorded iteration: losses, every state tensor after it, visuals."""
-    state = pix2pix.import_networks(spec, init)
+    state = pix2pix_reference.import_networks(spec, init)
     step = jax.jit(pix2pix.train_step, static_argnums=0)
     iterations = sorted({int(k.split("/")[1][4:]) for k in checker.arrays if k.startswith("train/iter")})
     for i in iterations:
@@ -91,7 +93,7 @@ def _training_checks(checker: Checker, spec: pix2pix.Spec, init: Mapping[str, Ma
             if i < len(losses) and f"loss_{name}" in losses[i]:
                 theirs = losses[i][f"loss_{name}"]
                 checker.add(f"{root}loss_{name}", "losses", abs(float(metrics[name]) - theirs) / max(abs(theirs), 1e-12))
-        for net, ours in pix2pix.reference_state(spec, state).items():
+        for net, ours in pix2pix_reference.reference_state(spec, state).items():
             prefix = f"{root}state/{net}/"
             for label, belongs in STATE_GROUPS.items():
                 others = frozenset(k for k in keys_under(checker.arrays, prefix) if not belongs(k))

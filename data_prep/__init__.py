@@ -19,8 +19,8 @@ STAGING = ".staging"
 def build_folder_tfds(folder: str | os.PathLike, data_dir: str | os.PathLike, name: str,
                       skip_bad: bool = False) -> Path:
     """Build TFDS `instagan_folder/<name>` in `data_dir` from a reference-layout folder; its path."""
+    from data_prep.instagan_folder import Builder, folder_config
     from instagan_jax.data import tfds_data
-    from instagan_jax.data.instagan_folder import Builder, folder_config
 
     builder = Builder(data_dir=os.fspath(data_dir), config=folder_config(name), skips=SkipLog(skip_bad))
     tfds_data.build(builder, folder)

@@ -1,6 +1,6 @@
 """TFDS builder `instagan_folder`: a reference-layout folder as a TFDS data set (see the builder module)."""
 
-from instagan_jax.data.instagan_folder.instagan_folder_dataset_builder import (
+from data_prep.instagan_folder.instagan_folder_dataset_builder import (
     Builder,
     FolderConfig,
     folder_config,
