@@ -156,7 +156,7 @@ def _build(cls: type, values: dict[str, Any], where: str, sections: dict[str, ty
     """A dataclass from a dict, recursively (the nested sections named in `sections` as those classes);
     unknown keys and values of the wrong type are errors naming them."""
     if not isinstance(values, dict):
-        raise ValueError(f"config section {where or 'top level'} must be an object, got {values!r}")
+        raise ValueError(f"config section {where.rstrip('.') or 'top level'} must be an object, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:

@@ -169,3 +169,5 @@ def test_changing_the_method_drops_the_file_s_keys_of_the_old_one():
     assert config.method == "lomit" and "ins_per" not in config.to_dict()["train"] and config.train.ins_max == 2
     with pytest.raises(ValueError, match="config key train.ins_per is InstaGAN's, not LOMIT's"):
         load_config("default", ["method=lomit", "train.ins_per=1"])
+    with pytest.raises(ValueError, match="config section model must be an object, got 5"):
+        load_config("default", ["method=lomit", "model=5"])

@@ -85,7 +85,7 @@ TINY = Method(name="pointwise", title="Pointwise", networks=NETWORKS, data="imag
 def registered():
     methods.register(TINY)
     yield TINY
-    methods._REGISTERED.pop(TINY.name)
+    methods.unregister(TINY.name)
 
 
 @pytest.fixture(scope="module")

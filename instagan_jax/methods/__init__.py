@@ -35,7 +35,7 @@ from instagan_jax.methods.base import (
 
 __all__ = ["DATA_KINDS", "EvalRequest", "ImageSpec", "Method", "Reference", "Sections", "TranslateOptions",
            "TranslateRules", "Translator", "a_run", "check_translate", "config_from_dict", "get", "load_config",
-           "names", "register", "upgrade_saved"]
+           "names", "register", "unregister", "upgrade_saved"]
 
 _REGISTERED: dict[str, Method] = {}
 
@@ -55,6 +55,11 @@ def register(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} is built in: choose another name")
     _REGISTERED[method.name] = method
     return method
+
+
+def unregister(name: str) -> None:
+    """Undo `register(method)` of the method called `name`."""
+    _REGISTERED.pop(name)
 
 
 def get(name: str) -> Method:
@@ -111,9 +116,9 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
     values = apply_overrides(base, overrides or [])
     if _method_of(values) is not _method_of(base):
         given, sections = apply_overrides({}, overrides or []), _method_of(values).sections
-        for section in SECTIONS:
+        for section in (name for name in SECTIONS if isinstance(values.get(name), dict)):
             keep = _fields(getattr(sections, section)) | set(given.get(section) or {})
-            values[section] = {k: v for k, v in (values.get(section) or {}).items() if k in keep}
+            values[section] = {k: v for k, v in values[section].items() if k in keep}
     return config_from_dict(values)
 
 
@@ -136,7 +141,7 @@ def upgrade_saved(saved: dict) -> dict:
     filtered, ignored = dict(saved), []
     for section in SECTIONS:
         fields = _fields(getattr(method.sections, section))
-        given = saved.get(section) or {}
+        given = saved.get(section) if isinstance(saved.get(section), dict) else {}
         filtered[section] = {key: value for key, value in given.items() if key in fields}
         ignored += [f"{section}.{key} = {value!r}" for key, value in given.items()
                     if key not in fields and not _legacy_default(section, key, value)]
