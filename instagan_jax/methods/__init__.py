@@ -14,6 +14,7 @@ time (tests, plugins). Shared layers live in `instagan_jax.nn`, shared evaluatio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 import warnings
@@ -40,6 +41,7 @@ __all__ = ["DATA_KINDS", "EvalRequest", "ImageSpec", "Method", "Reference", "Sec
 _REGISTERED: dict[str, Method] = {}
 
 
+@functools.cache
 def _packages() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.ispkg))
 

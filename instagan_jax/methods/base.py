@@ -67,11 +67,11 @@ class Translator:
     """A trained method's one inference path, as `eval` and `translate` call it:
     `translator(img (B,H,W,3), slots (B,K,H,W,1)) -> (image, masks or None)`, images in [-1, 1], the
     slots in translation order (largest first); `masks`: whether it translates them; `about`: a few
-    words for the log (e.g. '2 instance(s) per group')."""
+    words for the log (e.g. '2 instance(s) per group'). Its size rule is the method's
+    `TranslateRules.size_multiple`."""
 
     call: Callable[[Any, Any], tuple[Any, Any]]
     masks: bool
-    size_multiple: int = 4
     about: str = ""
 
     def __call__(self, img, slots):
@@ -178,11 +178,6 @@ class Method:
             raise ValueError(f"method {self.name}: eval_extras {sorted(unknown)} not among {EVAL_EXTRAS}")
         if not self.title:
             object.__setattr__(self, "title", self.name)
-
-    @property
-    def uses_masks(self) -> bool:
-        """Whether its data carries instance masks it translates (selection `train.ins_max`)."""
-        return self.data == "sets"
 
 
 def unpaired_evaluation(translator: Callable[[Any, TranslateOptions], Translator]):

@@ -27,7 +27,8 @@ class InstaganTrain(TrainConfig):
 
     def __post_init__(self) -> None:
         if self.unroll_groups not in (True, False, "auto"):
-            raise ValueError(f'config key train.unroll_groups: expected true, false or "auto", got {self.unroll_groups!r}')
+            raise ValueError('config key train.unroll_groups: expected true, false or "auto", '
+                             f"got {self.unroll_groups!r}")
         if self.ins_per >= 1 and self.ins_max % self.ins_per:
             raise ValueError(f"config keys train.ins_max={self.ins_max} and train.ins_per={self.ins_per}: ins_max must "
                              f"be a multiple of ins_per (masks are translated in groups of ins_per; the last "

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from instagan_jax.data.transforms import resize, resize_mask, to_unit_range
+from instagan_jax.data.transforms import TransformConfig, resize, resize_mask, to_unit_range
 from instagan_jax.methods.base import Method, TranslateOptions, TranslateRules, Translator
 from instagan_jax.methods.lomit import config, evaluate, step
 
-RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
 SIZE_MULTIPLE = 16  # the style encoder halves the image 4 times
 
 
@@ -21,18 +20,20 @@ def translator(model, options: TranslateOptions) -> Translator:
     if options.exemplar is None:
         raise ValueError("a LOMIT run translates with an exemplar: give --exemplar IMAGE")
     size = tuple(options.size or model.config.data.crop_size)
-    exemplar = to_unit_range(resize(options.exemplar, size, RESIZE_FILTER))[None]
+    exemplar = to_unit_range(resize(options.exemplar, size, TransformConfig.image_filter))[None]
     mask = None
     if options.user_mask is not None:
         quarter = (size[0] // 4, size[1] // 4)
-        mask = (resize_mask(options.user_mask, quarter, RESIZE_FILTER).astype(np.float32) / 255.0)[None, ..., None]
+        mask = resize_mask(options.user_mask, quarter, TransformConfig.mask_filter).astype(np.float32) / 255.0
+        mask = mask[None, ..., None]
 
     def translate_image(img, _):
         dtype = img.dtype
-        out = step.translate(model.networks["G"], img, exemplar.astype(dtype), None if mask is None else mask.astype(dtype))
+        user = None if mask is None else mask.astype(dtype)
+        out = step.translate(model.networks["G"], img, exemplar.astype(dtype), user)
         return out["output"], None
 
-    return Translator(translate_image, masks=False, size_multiple=SIZE_MULTIPLE)
+    return Translator(translate_image, masks=False)
 
 
 METHOD = Method(name="lomit", title="LOMIT", networks=step.NETWORKS, data="attributes",
