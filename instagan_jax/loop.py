@@ -46,7 +46,7 @@ from instagan_jax.cluster import cluster_settings
 from instagan_jax.config import Config, differences, validate
 from instagan_jax.data.sources import open_data
 from instagan_jax.nn.build import x64_scope
-from instagan_jax.trained import location, restore_state
+from instagan_jax.trained import locate, location, restore_state
 from instagan_jax.visuals import sample_grid, save_png, write_text
 
 log = logging.getLogger(__name__)
@@ -479,8 +479,10 @@ def checksums(workdir: str | Path) -> dict[str, Any]:
 
     Reads only: damaged checkpoints are reported and skipped, as when training resumes.
     """
-    _, step, state, folder = restore_state(**location(workdir))
+    where = location(workdir)
+    run, _ = locate(**where)
+    _, step, state, folder = restore_state(**where)
     sums = {name: float(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(params)))
             for name, params in state.params.items()}
-    return {"workdir": str(Path(workdir).resolve()), "step": step, "checkpoint": str(folder),
+    return {"workdir": str(run.resolve()), "step": step, "checkpoint": str(folder),
             "param_sum_of_squares": sums}

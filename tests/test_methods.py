@@ -127,9 +127,14 @@ def test_to_torch_writes_the_reference_state_dicts(run, tmp_path, capsys):
     printed = _run(capsys, ["convert", "--from-torch", str(tmp_path / "pth"), "--out", str(tmp_path / "back"),
                             "--config", METHOD_CONFIGS[name], *(x for o in overrides for x in ("--set", o))])
     assert "model (read off the weights): ngf=8 ndf=8" in printed and "freshly initialised" not in printed
+    if name == "pix2pix":  # the U-Net's depth follows the image size: another size is named up front
+        assert cli.main(["convert", "--from-torch", str(tmp_path / "pth"), "--out", str(tmp_path / "wrong"),
+                         "--config", METHOD_CONFIGS[name]]) == 2
+        assert "the weights' U-Net has 5 levels, data.crop_size 64x64 makes 6" in capsys.readouterr().err
     original, back = (json.loads(_run(capsys, ["info", str(w)])) for w in (workdir / "checkpoints" / "2",
                                                                                tmp_path / "back"))
     assert back["step"] == 0 and back["param_sum_of_squares"] == original["param_sum_of_squares"]
+    assert original["workdir"] == str(workdir.resolve()) and original["step"] == 2  # info of a checkpoint folder
     _run(capsys, ["convert", "--to-torch", "--workdir", str(tmp_path / "back"), "--out", str(tmp_path / "again")])
     for network in expected:
         first = torch.load(tmp_path / "pth" / f"2_net_{network}.pth", weights_only=True)

@@ -119,7 +119,12 @@ def reference_state(spec: Spec, state: TrainState) -> dict[str, dict[str, np.nda
 def import_networks(spec: Spec, state_dicts: Mapping[str, Mapping[str, np.ndarray]],
                     seed: int = 0) -> TrainState:
     """A step-0 train state holding reference state_dicts of G and (if given) D; a network without
-    one is freshly initialised. KeyError or ValueError naming the network and key that do not fit."""
+    one is freshly initialised. KeyError or ValueError naming the network and key that do not fit, or the
+    U-Net depth when the weights' is not the one the image size gives."""
+    if "G" in state_dicts and (levels := max(key.count("model.") for key in state_dicts["G"]) - 1) != spec.num_downs:
+        raise ValueError(f"G: the weights' U-Net has {levels} levels, data.crop_size {spec.height}x{spec.width} "
+                         f"makes {spec.num_downs} (log2 of the smaller side): set data.crop_size to the size the "
+                         f"weights were trained at (e.g. [{2 ** levels},{2 ** levels}])")
     networks, tracked = {}, {}
     for name in NETWORKS:
         if name not in state_dicts:
