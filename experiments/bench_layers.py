@@ -27,7 +27,7 @@ from jax import lax
 
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import layers
-from instagan_jax.nn.build import ModelConfig, create
+from instagan_jax.nn.build import ResnetModel, create
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 WARMUP_CALLS = 2
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="default architecture (ngf 64, 9 blocks)")
     parser.add_argument("--only", choices=("transpose", "reflect", "networks"), help="run one section")
     args = parser.parse_args()
-    config = ModelConfig() if args.full else ModelConfig(ngf=32, ndf=32, n_blocks=3)
+    config = ResnetModel() if args.full else ResnetModel(ngf=32, ndf=32, n_blocks=3)
     header(config, args.size, args.repeats)
     if args.only in (None, "transpose"):
         bench_conv_transpose(config.ngf, args.size, args.repeats)

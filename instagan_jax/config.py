@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.build import ModelConfig, ResnetModel
 from instagan_jax.nn.losses import LossWeights
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with the code
@@ -81,7 +81,7 @@ class Config:
 
     name: str = "default"
     method: str = "instagan"  # a package of instagan_jax/methods/ (`methods.names()`)
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = ResnetModel()  # the default method's (InstaGAN) section
     loss: LossWeights = LossWeights()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

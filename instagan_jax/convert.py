@@ -35,6 +35,13 @@ def _with_reference(method: methods.Method) -> methods.Reference:
     return method.reference
 
 
+def _check_reference_architecture(config: Config) -> None:
+    """ValueError where the model has settings the reference's networks lack (`beyond_reference`)."""
+    if beyond := config.model.beyond_reference():
+        raise ValueError(f"{', '.join(beyond)} has no counterpart in the PyTorch reference's networks: "
+                         "conversion needs the reference's architecture (the default)")
+
+
 @dataclasses.dataclass
 class Imported:
     """What `from_torch` did."""
@@ -56,6 +63,7 @@ def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Confi
     require_torch()
     method = methods.get(config.method)
     reference = _with_reference(method)
+    _check_reference_architecture(config)
     workdir = Path(workdir)
     check_workdir(workdir)
     if steps := saved_steps(workdir):
@@ -77,8 +85,10 @@ def from_torch(sources: Sequence[str | Path], workdir: str | Path, config: Confi
 def reference_state_dicts(config: Config, state) -> dict[str, dict]:
     """A train state's networks as the reference's state_dicts, by network name."""
     method = methods.get(config.method)
+    reference = _with_reference(method)
+    _check_reference_architecture(config)
     with x64_scope(config.model.dtype):
-        return _with_reference(method).to_torch(method.make_spec(config, 1.0), state)
+        return reference.to_torch(method.make_spec(config, 1.0), state)
 
 
 def to_torch(out: str | Path, workdir: str | Path | None = None,
@@ -89,7 +99,9 @@ def to_torch(out: str | Path, workdir: str | Path | None = None,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
-    _with_reference(methods.get(saved_config(workdir, checkpoint).method))
+    saved = saved_config(workdir, checkpoint)
+    _with_reference(methods.get(saved.method))
+    _check_reference_architecture(saved)
     config, step, state, _ = restore_state(workdir, checkpoint)
     state_dicts = reference_state_dicts(config, state)
     paths = {name: out / f"{step}_net_{name}.pth" for name in state_dicts}

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.build import ResnetModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 REFERENCE_SMALL = SHARED / "parity" / "reference_small.npz"
 REFERENCE_SMALL_F64 = SHARED / "parity" / "reference_small_f64.npz"
 
-TINY = ModelConfig(ngf=4, ndf=4, n_blocks=1)
+TINY = ResnetModel(ngf=4, ndf=4, n_blocks=1)
 # `--set` values that shrink the built-in `default` config to seconds of compiling (32x32, one block).
 TINY_DEFAULT_OVERRIDES = ["model.ngf=4", "model.ndf=4", "model.n_blocks=1", "data.options.size=4",
                           "data.options.height=36", "data.options.width=36", "data.crop_size=[32,32]",

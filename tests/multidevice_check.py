@@ -23,7 +23,7 @@ from instagan_jax import loop, methods
 from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.config import InstaganTrain
 from instagan_jax.methods.lomit.config import LomitLoss, LomitModel, LomitTrain
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.build import ResnetModel
 
 SIZE, BATCH = 32, 8
 
@@ -106,7 +106,7 @@ def main() -> int:
     assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
     if sys.argv[1:] == ["lomit"]:
         return lomit_main()
-    spec = training.StepSpec(ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE,
+    spec = training.StepSpec(ResnetModel(ngf=4, ndf=4, n_blocks=1, dtype="float64"), SIZE, SIZE,
                              train=InstaganTrain(ins_max=2, ins_per=1, pool_size=4))
     many, first_many, metrics_many = run(loop.make_placement(), spec)
     one, first_one, metrics_one = run(one_device_placement(), spec)

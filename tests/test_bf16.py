@@ -24,9 +24,9 @@ from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.config import InstaganTrain
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import losses
-from instagan_jax.nn.build import ModelConfig, create
+from instagan_jax.nn.build import ResnetModel, create
 
-F32 = ModelConfig(ngf=2, ndf=2, n_blocks=0)
+F32 = ResnetModel(ngf=2, ndf=2, n_blocks=0)
 BF16 = dataclasses.replace(F32, compute_dtype="bfloat16")
 SIZE = 24
 # bf16 keeps 8 significant bits (relative rounding 2^-9 ~ 0.2%). Measured on these tiny fresh models
@@ -53,11 +53,11 @@ def _assert_losses_close(ours: dict, reference: dict) -> None:
 
 
 def test_config_accepts_bfloat16_and_rejects_float64_and_unknown_names():
-    assert ModelConfig().compute_dtype == "float32"
+    assert ResnetModel().compute_dtype == "float32"
     assert load_config("default", ["model.compute_dtype=bfloat16"]).model.compute_dtype == "bfloat16"
-    ModelConfig(dtype="float64")  # the default compute dtype goes with float64 (it computes in float64)
+    ResnetModel(dtype="float64")  # the default compute dtype goes with float64 (it computes in float64)
     with pytest.raises(ValueError, match="model.compute_dtype bfloat16 needs model.dtype float32.*'float64'"):
-        ModelConfig(dtype="float64", compute_dtype="bfloat16")
+        ResnetModel(dtype="float64", compute_dtype="bfloat16")
     with pytest.raises(ValueError, match="model.compute_dtype bfloat16 needs model.dtype float32"):
         config_from_dict({"model": {"dtype": "float64", "compute_dtype": "bfloat16"}})
     for name in ("float16", "bf16", "float64"):
@@ -86,7 +86,7 @@ def _conv_dtypes(jaxpr) -> set[tuple[str, str]]:
     return found
 
 
-def _generator_jaxpr(model: ModelConfig):
+def _generator_jaxpr(model: ResnetModel):
     img = jnp.zeros((1, SIZE, SIZE, 3))
     masks, valid = -jnp.ones((1, 2, SIZE, SIZE, 1)), jnp.ones((1, 2), bool)
     generator = create(SetGenerator, model)

@@ -19,7 +19,7 @@ from instagan_jax.methods.instagan import reference
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.methods.instagan.parity import load_fixture
-from instagan_jax.nn.build import ModelConfig, abstract, create, x64_scope
+from instagan_jax.nn.build import ResnetModel, abstract, create, x64_scope
 from instagan_jax.parity.common import to_nchw, to_nhwc
 
 REFERENCE_NETWORKS = SHARED / "reference" / "instagan-pytorch" / "models" / "networks.py"
@@ -96,7 +96,7 @@ def test_convert_without_torch_is_a_one_line_error(tmp_path, monkeypatch, capsys
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
-def _random_reference(name: str, model: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+def _random_reference(name: str, model: ResnetModel, seed: int = 0) -> dict[str, np.ndarray]:
     """A reference state_dict of network `name` with random values (no compiling, unlike `create`)."""
     module = abstract(SetGenerator if name[0] == "G" else SetDiscriminator, model)
     rng = np.random.default_rng(seed)
@@ -104,17 +104,17 @@ def _random_reference(name: str, model: ModelConfig, seed: int = 0) -> dict[str,
     return reference.to_reference(module)
 
 
-def _state_dicts(model: ModelConfig) -> dict[str, dict[str, np.ndarray]]:
+def _state_dicts(model: ResnetModel) -> dict[str, dict[str, np.ndarray]]:
     return {name: _random_reference(name, model, i) for i, name in enumerate(reference.NETWORKS)}
 
 
 def test_architecture_is_read_off_the_weights():
-    odd = ModelConfig(ngf=3, ndf=5, n_blocks=2, image_channels=1)
+    odd = ResnetModel(ngf=3, ndf=5, n_blocks=2, image_channels=1)
     state_dicts = _state_dicts(odd)
-    assert reference.infer_model_config(state_dicts, ModelConfig(dtype="float64")) == dataclasses.replace(
+    assert reference.infer_model_config(state_dicts, ResnetModel(dtype="float64")) == dataclasses.replace(
         odd, dtype="float64")
     generators_only = {name: state_dicts[name] for name in ("G_A", "G_B")}
-    assert reference.infer_model_config(generators_only, ModelConfig(ndf=7)).ndf == 7  # ndf: the config's
+    assert reference.infer_model_config(generators_only, ResnetModel(ndf=7)).ndf == 7  # ndf: the config's
     state_dicts["G_B"] = _random_reference("G_B", dataclasses.replace(odd, ngf=4))
     with pytest.raises(ValueError, match=r"inconsistent ngf: G_B encoder_img.1.weight \(4, 1, 7, 7\) gives 4, "
                                          r"G_A encoder_img.1.weight \(3, 1, 7, 7\) gives 3"):
@@ -247,6 +247,20 @@ def test_data_parallel_files_without_discriminators(torch, tmp_path, capsys):
         again = reference.to_reference(model.networks[name])
         for key in state_dict:
             np.testing.assert_array_equal(again[key], state_dict[key], err_msg=f"{name} {key}")
+
+
+def test_a_model_beyond_the_reference_is_refused_both_ways(torch, tmp_path, capsys):
+    """`model.upsample=resize` has no counterpart in the reference: refused before a file is read or written."""
+    generators = {name: _random_reference(name, TINY, i) for i, name in enumerate(("G_A", "G_B"))}
+    for name, state_dict in generators.items():
+        torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, tmp_path / f"1_net_{name}.pth")
+    code, _, err = _run_cli(capsys, "convert", "--from-torch", tmp_path, "--out", tmp_path / "run",
+                            "--set", "model.upsample=resize")
+    assert code == 2 and "model.upsample=resize has no counterpart in the PyTorch reference" in err, err
+    assert not (tmp_path / "run").exists()
+    config = config_from_dict({**TINY_RUN, "model": {**TINY_RUN["model"], "upsample": "resize"}})
+    with pytest.raises(ValueError, match="model.upsample=resize has no counterpart"):
+        convert.reference_state_dicts(config, state=None)  # refused before the state is looked at
 
 
 def test_unreadable_and_misfitting_files_are_named(torch, tmp_path, capsys):

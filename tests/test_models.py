@@ -9,8 +9,9 @@ from flax import nnx
 
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import layers
-from instagan_jax.nn.build import ModelConfig, abstract, apply, create
+from instagan_jax.nn.build import ResnetModel, abstract, apply, create
 from instagan_jax.nn.instances import mask_valid
+from instagan_jax.nn.modules import UPSAMPLERS
 
 H, W = 32, 24
 
@@ -41,8 +42,8 @@ def _count(module) -> int:
 
 
 @pytest.mark.parametrize("config,g_count,d_count", [
-    (ModelConfig(), 26_815_108, 9_754_434),
-    (ModelConfig(ngf=8, ndf=8, n_blocks=2), 165_716, 158_498),
+    (ResnetModel(), 26_815_108, 9_754_434),
+    (ResnetModel(ngf=8, ndf=8, n_blocks=2), 165_716, 158_498),
 ])
 def test_parameter_counts_equal_reference(config, g_count, d_count):
     assert _count(abstract(SetGenerator, config)) == g_count
@@ -179,7 +180,7 @@ def test_float64_models_and_train_state_hold_float64():
     from instagan_jax.methods.instagan.config import InstaganTrain
     from instagan_jax.nn.build import x64_scope
 
-    config = ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64")
+    config = ResnetModel(ngf=4, ndf=4, n_blocks=1, dtype="float64")
     with x64_scope("float64"):
         state = training.init_state(training.StepSpec(config, 24, 24, train=InstaganTrain(ins_max=2, ins_per=1, pool_size=2)))
         floats = [x for x in jax.tree.leaves((state.params, state.spectral, state.pools))
@@ -193,9 +194,9 @@ def test_float64_models_and_train_state_hold_float64():
 
 def test_float64_needs_x64_and_unknown_dtypes_are_named():
     with pytest.raises(ValueError, match="64-bit mode"):
-        create(SetGenerator, ModelConfig(ngf=4, ndf=4, n_blocks=1, dtype="float64"))
+        create(SetGenerator, ResnetModel(ngf=4, ndf=4, n_blocks=1, dtype="float64"))
     with pytest.raises(ValueError, match="'bfloat8'"):
-        ModelConfig(dtype="bfloat8")
+        ResnetModel(dtype="bfloat8")
 
 
 def test_the_generator_cannot_see_the_images_mean_colour(gen):
@@ -210,3 +211,27 @@ def test_the_generator_cannot_see_the_images_mean_colour(gen):
     np.testing.assert_allclose(out_masks2, out_masks, atol=2e-4)
     per_channel = img * jnp.array([1.0, 0.5, 0.8])  # not one scale: the colours mix in the first conv
     assert float(jnp.abs(apply(gen, per_channel, masks, mask_valid(masks))[0] - out).max()) > 1e-2
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_a_constant_map_stays_constant_only_through_the_resize_upsampling(upsample):
+    """`model.upsample`: a stride-2 transposed conv gives the output pixels of each parity a different
+    subset of its taps, so a constant input comes out as a period-2 pattern (two of them: period 4, the
+    grid seen in ragged translated masks, docs/RESULTS.md); nearest 2x then a reflection-padded conv sees
+    all nine taps everywhere and keeps a constant map constant."""
+    layer = UPSAMPLERS[upsample](3, 2, rngs=nnx.Rngs(0))
+    out = np.asarray(layer(jnp.full((1, 6, 6, 3), 0.7)))
+    assert out.shape == (1, 12, 12, 2)
+    spread = float((out.max(axis=(1, 2)) - out.min(axis=(1, 2))).max())
+    if upsample == "resize":
+        assert spread < 1e-6
+    else:
+        assert spread > 1e-3
+
+
+def test_the_resize_upsampling_has_the_transposed_convs_parameter_count():
+    counts = {u: _count(abstract(SetGenerator, ResnetModel(ngf=8, ndf=8, n_blocks=2, upsample=u)))
+              for u in UPSAMPLERS}
+    assert counts == {"transpose": 165_716, "resize": 165_716}
+    with pytest.raises(ValueError, match="model.upsample.*'bilinear'"):
+        ResnetModel(upsample="bilinear")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from instagan_jax.nn.modules import set_compute_dtype
+from instagan_jax.nn.modules import UPSAMPLERS, set_compute_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,32 @@ class ModelConfig:
         if self.compute_dtype == "bfloat16" and self.dtype != "float32":
             raise ValueError(f"model.compute_dtype bfloat16 needs model.dtype float32 (mixed precision keeps "
                              f"float32 parameters), got model.dtype {self.dtype!r}")
+
+
+    def beyond_reference(self) -> list[str]:
+        """The `model.key=value` settings of this section that the reference's networks do not have
+        (such a model cannot be written as, or read from, the reference's state_dicts)."""
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class ResnetModel(ModelConfig):
+    """The model section of the methods with the reference's ResNet generator (InstaGAN, CycleGAN).
+
+    `upsample`: the decoder's two 2x upsamplings. "transpose" (the reference's): stride-2 transposed
+    3x3 convs. "resize": nearest-neighbour 2x then a 3x3 conv, which cannot draw the period-4
+    checkerboard of two stride-2 transposed convs (same parameter count; not in the reference).
+    """
+
+    upsample: str = "transpose"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.upsample not in UPSAMPLERS:
+            raise ValueError(f"config key model.upsample: expected one of {sorted(UPSAMPLERS)}, got {self.upsample!r}")
+
+    def beyond_reference(self) -> list[str]:
+        return [] if self.upsample == "transpose" else [f"model.upsample={self.upsample}"]
 
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}

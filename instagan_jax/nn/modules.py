@@ -1,4 +1,4 @@
-"""Flax NNX modules shared by the methods: convs, transposed convs, ResNet blocks and the ResNet
+"""Flax NNX modules shared by the methods: convs, transposed convs and resize-convs, ResNet blocks and the ResNet
 generator's encoder and decoder halves, spectrally normalised convs. Initialisation as the reference.
 
 Mixed precision (`model.compute_dtype` bfloat16): `build` sets a `compute_dtype` attribute on every
@@ -104,6 +104,22 @@ class ConvTranspose(nnx.Module):
         return layers.conv_transpose2d_s2(*to_compute(self, x, self.kernel[...], self.bias[...]))
 
 
+class ResizeConv(nnx.Module):
+    """Nearest-neighbour 2x upsampling, then a reflection-padded 3x3 conv: doubles H and W. Unlike the
+    stride-2 transposed conv, every output pixel sees all nine taps, so no checkerboard pattern can form
+    (Odena, Dumoulin and Olah, "Deconvolution and checkerboard artifacts", Distill 2016)."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, rngs: nnx.Rngs):
+        self.conv = Conv(in_ch, out_ch, 3, padding=1, pad_mode="reflect", rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+
+
+# model.upsample -> the decoder's 2x upsampling layer ("transpose" is the reference's)
+UPSAMPLERS = {"transpose": ConvTranspose, "resize": ResizeConv}
+
+
 class ResnetBlock(nnx.Module):
     """x + IN(conv(relu(IN(conv(x))))) with reflection-padded 3x3 convs."""
 
@@ -134,12 +150,13 @@ class Encoder(nnx.Module):
 
 
 class Decoder(nnx.Module):
-    """Two stride-2 upsamplings and a 7x7 tanh head: 4*width -> out_ch at 4x the resolution
-    (float32 from the head on under a reduced compute dtype)."""
+    """Two 2x upsamplings (`UPSAMPLERS[upsample]`) and a 7x7 tanh head: 4*width -> out_ch at 4x the
+    resolution (float32 from the head on under a reduced compute dtype)."""
 
-    def __init__(self, width: int, out_ch: int, *, rngs: nnx.Rngs):
-        self.up1 = ConvTranspose(4 * width, 2 * width, rngs=rngs)
-        self.up2 = ConvTranspose(2 * width, width, rngs=rngs)
+    def __init__(self, width: int, out_ch: int, *, upsample: str = "transpose", rngs: nnx.Rngs):
+        upsampler = UPSAMPLERS[upsample]
+        self.up1 = upsampler(4 * width, 2 * width, rngs=rngs)
+        self.up2 = upsampler(2 * width, width, rngs=rngs)
         self.head = Conv(width, out_ch, 7, padding=3, pad_mode="reflect", rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ from instagan_jax.methods.base import (
     unpaired_evaluation,
 )
 from instagan_jax.methods.cyclegan import reference, step
+from instagan_jax.nn.build import ResnetModel
 from instagan_jax.nn.losses import CycleLossWeights
 
 
@@ -24,4 +25,4 @@ METHOD = Method(name="cyclegan", title="CycleGAN", networks=step.NETWORKS, data=
                 make_spec=step.Spec.from_config, init_state=step.init_state, train_step=step.train_step,
                 summarize=step.summarize, modules=step.modules, visual_rows=step.visual_rows,
                 translator=translator, evaluate=unpaired_evaluation(translator), reference=reference.REFERENCE,
-                sections=Sections(loss=CycleLossWeights))
+                sections=Sections(model=ResnetModel, loss=CycleLossWeights))

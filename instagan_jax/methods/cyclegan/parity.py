@@ -23,7 +23,7 @@ from instagan_jax.methods.cyclegan.reference import (
     load_reference,
     to_reference,
 )
-from instagan_jax.nn.build import ModelConfig, abstract, apply, x64_scope
+from instagan_jax.nn.build import ResnetModel, abstract, apply, x64_scope
 from instagan_jax.nn.losses import CycleLossWeights
 from instagan_jax.parity.common import (
     Check,
@@ -63,7 +63,7 @@ def _config(arrays: Mapping[str, np.ndarray], meta: Mapping) -> Config:
     if unsupported:
         raise ValueError(f"reference options not implemented here: {unsupported} (supported: {SUPPORTED_OPTIONS})")
     init = {name: state_dict_under(arrays, f"init/{name}/") for name in cyclegan.NETWORKS}
-    model = infer_model_config(init, ModelConfig(dtype=str(meta.get("dtype", "float32"))))
+    model = infer_model_config(init, ResnetModel(dtype=str(meta.get("dtype", "float32"))))
     loss = reference_loss_weights(meta, CycleLossWeights)
     train = reference_train_config(meta, batch_size=int(opt["batch_size"]))
     height, width = arrays["input/A"].shape[2:]

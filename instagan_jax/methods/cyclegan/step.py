@@ -25,7 +25,7 @@ from flax import nnx
 
 from instagan_jax import optim, pool
 from instagan_jax.methods.base import ImageSpec
-from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, apply, create
+from instagan_jax.nn.build import DTYPES, ModelConfig, ResnetModel, abstract, apply, create
 from instagan_jax.nn.losses import lsgan_per_sample
 from instagan_jax.nn.modules import Decoder, Encoder, SpectralVector
 from instagan_jax.nn.patchgan import PatchDiscriminator
@@ -39,9 +39,9 @@ N_LAYERS_D = 3
 class ResnetGenerator(nnx.Module):
     """The reference's ResnetGenerator with instance norm: image (B,H,W,C) -> image in [-1, 1]."""
 
-    def __init__(self, model: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, model: ResnetModel, *, rngs: nnx.Rngs):
         self.encoder = Encoder(model.image_channels, model.ngf, model.n_blocks, rngs=rngs)
-        self.decoder = Decoder(model.ngf, model.image_channels, rngs=rngs)
+        self.decoder = Decoder(model.ngf, model.image_channels, upsample=model.upsample, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.decoder(self.encoder(x))

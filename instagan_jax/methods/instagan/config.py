@@ -6,7 +6,7 @@ import dataclasses
 
 from instagan_jax.config import TrainConfig, at_least
 from instagan_jax.methods.base import Sections
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.build import ResnetModel
 from instagan_jax.nn.losses import CycleLossWeights
 
 
@@ -35,4 +35,4 @@ class InstaganTrain(TrainConfig):
                              f"{self.ins_max % self.ins_per} slot(s) would never be used)")
 
 
-SECTIONS = Sections(model=ModelConfig, loss=InstaganLoss, train=InstaganTrain)
+SECTIONS = Sections(model=ResnetModel, loss=InstaganLoss, train=InstaganTrain)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from instagan_jax.nn import layers
-from instagan_jax.nn.build import ModelConfig
+from instagan_jax.nn.build import ModelConfig, ResnetModel
 from instagan_jax.nn.modules import (
     Decoder,
     Encoder,
@@ -45,12 +45,12 @@ def set_sum(features: jax.Array, valid: jax.Array) -> jax.Array:
 class SetGenerator(nnx.Module):
     """The reference's ResnetSetGenerator: translates an image and its set of instance masks."""
 
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: ResnetModel, *, rngs: nnx.Rngs):
         ngf, c = config.ngf, config.image_channels
         self.encoder_img = Encoder(c, ngf, config.n_blocks, rngs=rngs)
         self.encoder_seg = Encoder(1, ngf, config.n_blocks, rngs=rngs)
-        self.decoder_img = Decoder(2 * ngf, c, rngs=rngs)
-        self.decoder_seg = Decoder(3 * ngf, 1, rngs=rngs)
+        self.decoder_img = Decoder(2 * ngf, c, upsample=config.upsample, rngs=rngs)
+        self.decoder_seg = Decoder(3 * ngf, 1, upsample=config.upsample, rngs=rngs)
 
     def __call__(self, img: jax.Array, masks: jax.Array,
                  valid: jax.Array) -> tuple[jax.Array, jax.Array]:

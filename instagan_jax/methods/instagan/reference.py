@@ -17,7 +17,7 @@ from flax import nnx
 from instagan_jax.methods.base import Reference
 from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
-from instagan_jax.nn.build import ModelConfig, abstract
+from instagan_jax.nn.build import ResnetModel, abstract
 from instagan_jax.torch_io import (
     LEAF_ORDER,
     SN_LEAVES,
@@ -135,13 +135,13 @@ def _dimensions(name: str, state_dict: Mapping[str, np.ndarray]) -> dict[str, tu
 
 
 def infer_model_config(state_dicts: Mapping[str, Mapping[str, np.ndarray]],
-                       base: ModelConfig | None = None) -> ModelConfig:
+                       base: ResnetModel | None = None) -> ResnetModel:
     """`base` with ngf, n_blocks, image_channels and (given a discriminator) ndf read off reference
     state_dicts keyed by network name (G_A, G_B, D_A, D_B).
 
     ValueError naming both keys where two networks disagree; the full shapes are checked on loading.
     """
-    base = ModelConfig() if base is None else base
+    base = ResnetModel() if base is None else base
     found: dict[str, tuple[int, str]] = {}
     for name, state_dict in state_dicts.items():
         for field, (value, where) in _dimensions(name, strip_data_parallel_prefix(state_dict)).items():
@@ -152,7 +152,7 @@ def infer_model_config(state_dicts: Mapping[str, Mapping[str, np.ndarray]],
     return dataclasses.replace(base, **{field: value for field, (value, _) in found.items()})
 
 
-def reference_networks(state_dicts: Mapping[str, Mapping[str, np.ndarray]], model: ModelConfig,
+def reference_networks(state_dicts: Mapping[str, Mapping[str, np.ndarray]], model: ResnetModel,
                        seed: int = 0) -> dict[str, nnx.Module]:
     """The four networks: those with a state_dict loaded from it, the others freshly initialised.
 
