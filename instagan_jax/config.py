@@ -42,6 +42,11 @@ class DataConfig:
     num_workers: int = 0
     skip_bad: bool = False
 
+    def __post_init__(self) -> None:
+        if self.load_size is not None and any(c > s for c, s in zip(self.crop_size, self.load_size)):
+            raise ValueError(f"config keys data.crop_size {list(self.crop_size)} and data.load_size "
+                             f"{list(self.load_size)}: the crop must fit in the resized image")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

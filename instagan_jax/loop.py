@@ -138,6 +138,7 @@ def make_loader(config: Config) -> data.PairLoader:
                    num_threads=d.num_threads, num_workers=d.num_workers, skip_bad=d.skip_bad,
                    shard_index=jax.process_index(), shard_count=jax.process_count())
     sources = open_data(d, kind)
+    data.check_crop_fits(transform, sources if isinstance(sources, tuple) else (sources,))
     methods.get(config.method).check_data(config, sources)
     if kind == "paired":
         return data.PairedLoader(sources, **options)
@@ -365,18 +366,17 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes}")
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+    method = methods.get(config.method)
+    method.make_spec(config, 1.0)  # image size and mask groups checked before the data is opened
     check_workdir(Path(workdir))
     check_checkpoint_location(workdir, config.log.checkpoint_dir)
     if config.train.distributed:
         jax.distributed.initialize(**(cluster_settings() if cluster is None else cluster))
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     placement = make_placement()
     if config.train.batch_size % placement.mesh.size:
         raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by {placement.mesh.size} devices")
     config_dict = config.to_dict()
-    method = methods.get(config.method)
-    method.make_spec(config, 1.0)  # image size and mask groups checked before the data is opened
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(x64_scope(config.model.dtype))
         stop = cleanup.enter_context(stop_on_signals())
@@ -388,6 +388,7 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             print(f"starting from the networks of {folder} (Adam, image pools and iteration count afresh)")
         loader = loader or make_loader(config)
         cleanup.callback(loader.close)
+        workdir.mkdir(parents=True, exist_ok=True)  # only once the config and the data have been checked
         spec = method.make_spec(config, loader.batches_per_epoch)
         total = _total_steps(config, steps, loader.batches_per_epoch)
         checkpoints = Checkpoints(workdir, keep=config.log.keep_checkpoints, directory=config.log.checkpoint_dir)
@@ -441,14 +442,12 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             bar.update(1)
             if on_step is not None:
                 on_step(step)
-        if step > start or not checkpoints.steps():
+        if step > start or not (checkpoints.steps() or bad_data):  # bad data at once: nothing to resume
             checkpoint = checkpoints.save(step, state, loader.get_state(), config_dict)
         if visuals is not None and (sample is None or not sample.name.endswith(f"{step:07d}.png")):
             sample = _save_sample(workdir, step, method.visual_rows(visuals))
         if bad_data is not None:
-            saved = f"checkpoint {checkpoint} saved; " if checkpoint is not None else ""
-            raise data.DataError(f"{bad_data} (stopped after iteration {step}; {saved}fix or remove the file, or "
-                                 "set data.skip_bad=true, then run again to resume)") from bad_data
+            raise data.DataError(f"{bad_data} ({_after_bad_data(step, checkpoint, config.data.skip_bad)})") from bad_data
         if stop["signal"]:
             print(f"\n{stop['signal']}: stopped after iteration {step}; checkpoint saved. "
                   "Run the same command again to resume.")
@@ -459,6 +458,14 @@ def train(config: Config, workdir: str | Path, *, steps: int | None = None,
             instances.warn_if_empty()
     rate = (step - timer[1]) / (time.perf_counter() - timer[0]) if timer and step > timer[1] else 0.0
     return TrainSummary(workdir, start, step, stop["signal"] is not None, checkpoint, sample, rate, out_of_time)
+
+
+def _after_bad_data(step: int, checkpoint: Path | None, skip_bad: bool) -> str:
+    """What a stop on bad data left and what to do next."""
+    fix = "fix or remove the file" + ("" if skip_bad else ", or set data.skip_bad=true")
+    if checkpoint is None:
+        return f"stopped before iteration {step + 1}, no checkpoint written: {fix}, then run again"
+    return f"stopped after iteration {step}; checkpoint {checkpoint} saved: {fix}, then run again to resume"
 
 
 def _save_sample(workdir: Path, step: int, rows: dict) -> Path | None:

@@ -15,7 +15,6 @@ the state is the number of batches served (`PairLoader`'s, reused).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from instagan_jax.data.errors import DataError
 from instagan_jax.data.imageio import read_image
-from instagan_jax.data.options import no_more, required
+from instagan_jax.data.options import required, taken_by
 from instagan_jax.data.paired import _AlignedMaker
 from instagan_jax.data.pipeline import PairLoader
 from instagan_jax.data.records import Record
@@ -119,6 +118,11 @@ class AttributeShapesSource:
         self.size, self.seed, self.height, self.width = size, seed, height, width
         self.object_size = check_object_size(object_size, largest=0.9, kind="attribute shapes")
         self.background = background
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of every record, known from the options (`transforms.check_crop_fits`)."""
+        return self.height, self.width
 
     def __len__(self) -> int:
         return self.size
@@ -254,18 +258,11 @@ def open_attributes(kind: str, **options: Any) -> AttributeSource:
     image_size=128.
     """
     if kind == "attribute_shapes":
-        return AttributeShapesSource(**_taken_by(AttributeShapesSource, kind, options))
+        return AttributeShapesSource(**taken_by(AttributeShapesSource, kind, options))
     if kind == "celeba":
         root = required(options, "root")
-        return CelebASource(root, **_taken_by(CelebASource, kind, options))
+        return CelebASource(root, **taken_by(CelebASource, kind, options, also=["root"], besides=["root"]))
     raise ValueError(f"data kind {kind!r} has no attribute labels: choose attribute_shapes or celeba")
-
-
-def _taken_by(source_type: type, kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """`options`, after a ValueError naming those that `source_type` does not take."""
-    taken = inspect.signature(source_type).parameters
-    no_more(kind, {key: value for key, value in options.items() if key not in taken})
-    return options
 
 
 def transform_example(record: AttributeRecord, cfg: TransformConfig, seed: list[int] | None) -> dict[str, Any]:

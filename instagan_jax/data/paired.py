@@ -77,6 +77,11 @@ class ZippedPairs:
         if len(self.source_a) != len(self.source_b):
             raise ValueError(f"paired sources differ in length: {len(self.source_a)} and {len(self.source_b)}")
 
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """Source A's record size where it is known from the options (both sources must match anyway)."""
+        return getattr(self.source_a, "image_size", None)
+
     def __len__(self) -> int:
         return len(self.source_a)
 

@@ -237,6 +237,11 @@ class ShapesSource:
         self.paired = paired
         self.background, self.rotate, self.elongated = background, bool(rotate), float(elongated)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of every record, known from the options (`transforms.check_crop_fits`)."""
+        return self.height, self.width
+
     def __len__(self) -> int:
         return self.size
 

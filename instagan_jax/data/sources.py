@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from instagan_jax.data.options import no_more, required
+from instagan_jax.data.options import no_more, required, taken_by
 from instagan_jax.data.records import RecordSource
 
 
@@ -22,26 +22,28 @@ def open_sources(kind: str, **options: Any) -> tuple[RecordSource, RecordSource]
     if kind == "shapes":
         from instagan_jax.data.shapes import ShapesSource
 
+        taken_by(ShapesSource, kind, options, besides=["domain"])
         return ShapesSource("A", **options), ShapesSource("B", **options)
     if kind == "folder":
         from instagan_jax.data.folder import FolderSource
 
         root, phase = required(options, "root"), options.pop("phase", "train")
-        no_more(kind, options)
+        no_more(kind, options, ["root", "phase"])
         return FolderSource(root, phase, "A"), FolderSource(root, phase, "B")
     if kind == "coco":
         from instagan_jax.data.coco import coco_sources
 
-        return coco_sources(
-            required(options, "annotations"), required(options, "images"),
-            required(options, "category_a"), required(options, "category_b"), **options,
-        )
+        named = ["annotations", "images", "category_a", "category_b"]
+        paths = [required(options, key) for key in named]
+        taken_by(coco_sources, kind, options, also=named,
+                 besides=["annotation_file", "image_dir", "category_a", "category_b"])
+        return coco_sources(*paths, **options)
     if kind == "tfds":
         from instagan_jax.data.tfds_data import TfdsSource
 
         name, phase = required(options, "name"), options.pop("phase", "train")
         data_dir: str | os.PathLike | None = options.pop("data_dir", None)
-        no_more(kind, options)
+        no_more(kind, options, ["name", "phase", "data_dir"])
         return TfdsSource(name, f"{phase}A", data_dir), TfdsSource(name, f"{phase}B", data_dir)
     if kind == "aligned":
         raise ValueError("data kind 'aligned' holds pairs: open it with open_paired (a paired method)")
@@ -58,7 +60,7 @@ def open_paired(kind: str, **options: Any):
 
     if kind == "aligned":
         root, phase = required(options, "root"), options.pop("phase", "train")
-        no_more(kind, options)
+        no_more(kind, options, ["root", "phase"])
         return AlignedSource(root, phase)
     if kind == "shapes":
         if options.get("paired") is not True:

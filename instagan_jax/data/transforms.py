@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -49,6 +51,20 @@ class TransformConfig:
         if self.load_size is not None and self.crop_size is not None:
             if any(c > s for c, s in zip(self.crop_size, self.load_size)):
                 raise ValueError(f"crop_size {self.crop_size} exceeds load_size {self.load_size}")
+
+
+def check_crop_fits(cfg: TransformConfig, sources: Iterable[Any]) -> None:
+    """ValueError, before any record is read, where no load_size resizes the records and the crop is
+    larger than the records of a source whose size its options decide (an `image_size` attribute)."""
+    if cfg.crop_size is None or cfg.load_size is not None:
+        return
+    for source in sources:
+        size = getattr(source, "image_size", None)
+        if size is not None and any(c > s for c, s in zip(cfg.crop_size, size)):
+            fits = [min(c, s) for c, s in zip(cfg.crop_size, size)]
+            raise ValueError(f"config key data.crop_size: {list(cfg.crop_size)} is larger than the {size[0]}x{size[1]} "
+                             f"images the data options draw (data.options height and width); use a crop of at "
+                             f"most {fits}, or set data.load_size")
 
 
 def resize(array: np.ndarray, size: tuple[int, int] | None, filter_name: str) -> np.ndarray:

@@ -120,6 +120,17 @@ class ResizeConv(nnx.Module):
 UPSAMPLERS = {"transpose": ConvTranspose, "resize": ResizeConv}
 
 
+def check_resnet_gan_size(height: int, width: int) -> None:
+    """ValueError unless (height, width) fits the ResNet generator and the 3-layer discriminators (the
+    reference's): multiples of 4, since two stride-2 convs (each ceil(n/2)) and two 2x upsamplings must
+    give the input size back; at least 24, so that the discriminators' last 4x4 convs (stride 1) still
+    have a map to score (300x200: 300 -> 150 -> 75 -> 37 -> 36 -> 35)."""
+    if height % 4 or width % 4 or min(height, width) < 24:
+        raise ValueError(f"image size {height}x{width}: height and width must be multiples of 4 and at least 24 "
+                         "(two stride-2 levels in the generator; the discriminators score a map of about "
+                         "H/8 - 2 x W/8 - 2)")
+
+
 class ResnetBlock(nnx.Module):
     """x + IN(conv(relu(IN(conv(x))))) with reflection-padded 3x3 convs."""
 

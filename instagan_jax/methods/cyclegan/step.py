@@ -27,7 +27,7 @@ from instagan_jax import optim, pool
 from instagan_jax.methods.base import ImageSpec
 from instagan_jax.nn.build import DTYPES, ModelConfig, ResnetModel, abstract, apply, create
 from instagan_jax.nn.losses import lsgan_per_sample
-from instagan_jax.nn.modules import Decoder, Encoder, SpectralVector
+from instagan_jax.nn.modules import Decoder, Encoder, SpectralVector, check_resnet_gan_size
 from instagan_jax.nn.patchgan import PatchDiscriminator
 
 GENERATORS = ("G_A", "G_B")
@@ -66,9 +66,7 @@ class Spec(ImageSpec):
     """Everything static about an iteration (hashable: the jit cache key)."""
 
     def __post_init__(self) -> None:
-        if self.height % 8 or self.width % 8 or min(self.height, self.width) < 24:
-            raise ValueError(f"image size {self.height}x{self.width}: height and width must be multiples of 8 "
-                             "and at least 24 (the discriminator scores an (H/8 - 2) x (W/8 - 2) grid)")
+        check_resnet_gan_size(self.height, self.width)
 
     @functools.cached_property
     def graphdefs(self) -> dict[str, nnx.GraphDef]:

@@ -35,7 +35,7 @@ from instagan_jax.methods.instagan.config import InstaganLoss, InstaganTrain
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import instances
 from instagan_jax.nn.build import DTYPES, ModelConfig, abstract, create
-from instagan_jax.nn.modules import SpectralVector
+from instagan_jax.nn.modules import SpectralVector, check_resnet_gan_size
 
 GENERATORS = ("G_A", "G_B")
 DISCRIMINATORS = ("D_A", "D_B")
@@ -61,11 +61,7 @@ class StepSpec:
         ins_max, ins_per = self.train.ins_max, self.train.ins_per
         if ins_per < 1 or ins_max < ins_per:
             raise ValueError(f"need 1 <= ins_per <= ins_max, got ins_per={ins_per}, ins_max={ins_max}")
-        if self.height % 8 or self.width % 8:
-            raise ValueError(f"image size {self.height}x{self.width}: height and width must be multiples of 8")
-        if min(self.height, self.width) < 24:
-            raise ValueError(f"image size {self.height}x{self.width}: height and width must be at least 24 "
-                             "(the discriminator scores an (H/8 - 2) x (W/8 - 2) grid)")
+        check_resnet_gan_size(self.height, self.width)
 
     @property
     def ins_max(self) -> int:
