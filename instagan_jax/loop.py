@@ -138,7 +138,10 @@ def make_loader(config: Config) -> data.PairLoader:
                    num_threads=d.num_threads, num_workers=d.num_workers, skip_bad=d.skip_bad,
                    shard_index=jax.process_index(), shard_count=jax.process_count())
     sources = open_data(d, kind)
-    data.check_crop_fits(transform, sources if isinstance(sources, tuple) else (sources,))
+    listed = sources if isinstance(sources, tuple) else (sources,)
+    data.check_crop_fits(transform, listed)
+    if kind == "sets":
+        data.check_has_masks(listed)
     methods.get(config.method).check_data(config, sources)
     if kind == "paired":
         return data.PairedLoader(sources, **options)

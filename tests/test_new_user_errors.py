@@ -3,6 +3,7 @@ before any heavy work, and nothing left behind that blocks the corrected rerun (
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from instagan_jax import cli
@@ -54,3 +55,40 @@ def test_a_failed_config_leaves_no_workdir(tmp_path, capsys):
                         "--no-progress")
     assert code == 2 and "ins_per" in _one_line_error(err)
     assert not workdir.exists()
+
+
+def _folder_data(root, masks_in: str) -> str:
+    """trainA/B with two images each; box masks only in the domains named in `masks_in`."""
+    from data_helpers import box_mask, random_image, save
+
+    rng = np.random.default_rng(0)
+    for domain in "AB":
+        (root / f"train{domain}_seg").mkdir(parents=True, exist_ok=True)
+        for index in range(2):
+            save(root / f"train{domain}" / f"{index}.png", random_image(rng, 40, 40))
+            if domain in masks_in:
+                save(root / f"train{domain}_seg" / f"{index}_0.png", box_mask(40, 40, 4, 4, 20, 20))
+    return f'data.options={{"root": "{root}", "phase": "train"}}'
+
+
+def test_a_folder_domain_without_any_mask_stops_an_instance_method_before_compiling(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    options = _folder_data(tmp_path / "data", masks_in="A")
+    code, _, err = _cli(capsys, "train", "--config", "default", "--workdir", workdir, "--set", "data.kind=folder",
+                        "--set", options, "--set", "data.crop_size=[32,32]", "--no-progress")
+    line = _one_line_error(err)
+    assert code == 2 and "no instance mask at all" in line and "trainB_seg" in line, line
+    assert not workdir.exists()
+    # CycleGAN reads the images only: the same folder trains
+    code, _, err = _cli(capsys, "train", "--config", "cyclegan_shapes", "--workdir", workdir, "--set", "data.kind=folder",
+                        "--set", options, "--set", "data.crop_size=[32,32]", "--steps", "1", "--no-progress")
+    assert code == 0, err
+
+
+def test_a_paper_config_without_its_prepared_data_names_the_command_that_makes_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, "train", "--config", "shp2gir_coco", "--workdir", "w", "--no-progress")
+    line = _one_line_error(err)
+    assert code == 2 and "instagan_coco/sheep_giraffe" in line, line
+    assert "instagan prepare coco --root COCO --cat-a sheep --cat-b giraffe --out datasets/tfds" in line
+    assert not (tmp_path / "w").exists()

@@ -38,13 +38,13 @@ from instagan_jax.data.pipeline import PairLoader, stack_batch
 from instagan_jax.data.records import EncodedRecord, Record, RecordSource
 from instagan_jax.data.shapes import ShapesSource, rectangularity, shapes_record
 from instagan_jax.data.sources import open_paired, open_sources
-from instagan_jax.data.transforms import TransformConfig, check_crop_fits, transform_record
+from instagan_jax.data.transforms import TransformConfig, check_crop_fits, check_has_masks, transform_record
 
 __all__ = [
     "AlignedSource", "AttributeLoader", "AttributeRecord", "AttributeShapesSource", "AttributeSource",
     "CelebASource", "CocoSource", "DataError", "EncodedRecord", "FolderSource", "PairLoader", "PairSource",
     "PairedLoader", "Record", "RecordSource", "ShapesSource", "SkipLog", "TransformConfig", "ZippedPairs",
-    "ann_to_mask", "attribute_shapes_record", "check_crop_fits", "coco_sources", "load_coco", "open_attributes", "open_paired",
+    "ann_to_mask", "attribute_shapes_record", "check_crop_fits", "check_has_masks", "coco_sources", "load_coco", "open_attributes", "open_paired",
     "open_sources", "rectangularity", "scan_domain", "shapes_record", "stack_batch", "transform_example",
     "transform_pair", "transform_record", "write_folder",
 ]

@@ -117,6 +117,15 @@ class FolderSource:
         self.root, self.phase, self.domain = Path(root), phase, domain
         self.entries = scan_domain(root, phase, domain)
 
+    @property
+    def mask_files(self) -> int:
+        """How many instance mask files the domain has in all (known from the listing)."""
+        return sum(len(mask_paths) for _, _, mask_paths in self.entries)
+
+    @property
+    def mask_folder(self) -> Path:
+        return domain_dirs(self.root, self.phase, self.domain)[1]
+
     def __len__(self) -> int:
         return len(self.entries)
 

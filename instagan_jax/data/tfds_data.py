@@ -43,6 +43,26 @@ def build(builder: Any, manual_dir: str | os.PathLike) -> None:
     builder.download_and_prepare(file_format="array_record", download_config=config)
 
 
+def prepare_command(name: str, data_dir: str | os.PathLike) -> str:
+    """The `instagan prepare` command that builds TFDS data set `name` (builder/config[:version])."""
+    builder, _, config = name.split(":")[0].partition("/")
+    if builder == "instagan_coco" and config.count("_") == 1:
+        cat_a, cat_b = config.split("_")
+        return f"instagan prepare coco --root COCO --cat-a {cat_a} --cat-b {cat_b} --out {data_dir}"
+    return f"instagan prepare ... --format tfds --out {data_dir}"
+
+
+def check_prepared(name: str, data_dir: str | os.PathLike | None) -> None:
+    """DataError naming the command that makes it where no version of data set `name` was built under
+    `data_dir` (None: $TFDS_DATA_DIR or ~/tensorflow_datasets, as TFDS reads)."""
+    where = Path(data_dir if data_dir is not None else
+                 os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets")).expanduser()
+    folder = where / name.split(":")[0]
+    if not (folder.is_dir() and any(p.is_dir() for p in folder.iterdir())):
+        raise DataError(f"no prepared TFDS data set {name!r} in {where} ({folder} holds no version): make it with "
+                        f"`{prepare_command(name, where)}` (docs/DATA.md)")
+
+
 class TfdsSource:
     """One split (= one domain) of a prepared instagan TFDS data set, as `Record`s.
 
@@ -53,10 +73,12 @@ class TfdsSource:
         import tensorflow_datasets as tfds
 
         self.name, self.split = name, split
+        check_prepared(name, data_dir)
         try:
             builder = tfds.builder(name, data_dir=data_dir)
-        except Exception as err:  # TFDS raises several unrelated types for "not there"
-            raise DataError(f"TFDS data set {name!r} not found in data_dir {data_dir}: {err}") from err
+        except Exception as err:  # TFDS raises several unrelated types for "not there"; its first line says which
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(f"TFDS data set {name!r} not found in data_dir {data_dir}: {first}") from None
         splits = sorted(builder.info.splits.keys())
         if split not in splits:
             raise DataError(f"TFDS data set {name!r} has no split {split!r}; it has {splits}")

@@ -67,6 +67,17 @@ def check_crop_fits(cfg: TransformConfig, sources: Iterable[Any]) -> None:
                              f"most {fits}, or set data.load_size")
 
 
+def check_has_masks(sources: Iterable[Any]) -> None:
+    """ValueError, before any record is read, where a source's listing shows no instance mask at all (a
+    `mask_files` count of 0): an instance method would train on empty sets, every loss 0."""
+    for source in sources:
+        if getattr(source, "mask_files", None) == 0:
+            where = getattr(source, "mask_folder", None)
+            raise ValueError(f"{source!r} has no instance mask at all{f' ({where} holds none)' if where else ''}: "
+                             "this method translates instances, so each domain needs mask files "
+                             "(docs/DATA.md, the folder layout)")
+
+
 def resize(array: np.ndarray, size: tuple[int, int] | None, filter_name: str) -> np.ndarray:
     """Resize a uint8 (H, W) or (H, W, 3) array to `size` = (H, W) with PIL; None keeps it."""
     if size is None or tuple(array.shape[:2]) == tuple(size):
