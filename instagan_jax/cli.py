@@ -127,11 +127,12 @@ def _translate(args: argparse.Namespace) -> int:
     from instagan_jax import methods
     from instagan_jax.data.imageio import read_image, read_mask
     from instagan_jax.trained import load_trained, saved_config
-    from instagan_jax.translate import check_entries, gather_entries, translate_entries
+    from instagan_jax.translate import check_entries, check_out, gather_entries, translate_entries
 
     method = methods.get(saved_config(args.workdir, args.checkpoint).method)
     methods.check_translate(method, args.direction, ins_per=args.ins_per, exemplar=args.exemplar is not None,
                             user_mask=args.user_mask is not None, size=args.size)
+    check_out(args.out)
     options = methods.TranslateOptions(
         direction=args.direction, ins_per=args.ins_per,
         exemplar=None if args.exemplar is None else read_image(args.exemplar),
@@ -139,7 +140,7 @@ def _translate(args: argparse.Namespace) -> int:
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info,
                              with_masks=method.translate.masks)
-    instances = check_entries(entries)
+    instances = check_entries(entries, None if args.user_mask is None else (args.user_mask, options.user_mask))
     print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method.translate.masks else "")
           + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import logging
+import os
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -38,6 +40,8 @@ from instagan_jax.data.transforms import (
     to_unit_range,
 )
 from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
+
+log = logging.getLogger(__name__)
 
 RESIZE_FILTER = "bicubic"  # the training pipeline's default for images and masks
 GALLERY_COLUMNS = ("image", "instances", "input | input masks | output | output masks", "files")
@@ -99,9 +103,40 @@ def gather_entries(inputs: str | Path, direction: str, *, masks: str | Path | No
     return layout_entries(inputs, direction)
 
 
-def check_entries(entries: list[Entry]) -> int:
-    """Decode every image and mask once (errors name the file); returns the number of instances."""
-    return sum(len(entry.read()[1]) for entry in entries)
+def check_entries(entries: list[Entry], user_mask: tuple[Path, np.ndarray] | None = None) -> int:
+    """Decode every image and mask once (errors name the file); returns the number of instances. A mask
+    with no pixel set is still an instance slot (the reference's too), with one warning naming it; so is
+    a `user_mask` (its file and array) of another size than an image, which is resized to it."""
+    instances = 0
+    for entry in entries:
+        image, masks = entry.read()
+        instances += len(masks)
+        if user_mask is not None and user_mask[1].shape != image.shape[:2]:
+            log.warning("--user-mask %s is %dx%d but %s is %dx%d: the mask is resized to it", user_mask[0],
+                        *user_mask[1].shape, entry.image, *image.shape[:2])
+        for mask, source in zip(masks, entry.masks):
+            if not mask.any():
+                where = getattr(source, "path", None) or f"detection {source.index} of {source.results}"
+                log.warning("mask %s of %s is empty (all zero): it is translated as an instance with no pixel",
+                            where, entry.image)
+    return instances
+
+
+def check_out(out: str | Path) -> Path:
+    """`out` if a translation may be written there: missing, or an empty folder whose nearest existing
+    folder is writable. ValueError otherwise, before any network loads: a translation never mixes with the
+    files of another one (docs/TRAINING.md, "Output folders")."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and (held := sorted(p.name for p in out.iterdir())):
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ValueError(f"--out {out} already holds {len(held)} entries ({shown}): translations are never mixed; "
+                         "remove it or choose another --out")
+    existing = next(p for p in (out.resolve(), *out.resolve().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not a writable folder")
+    return out
 
 
 def to_network(image: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]):

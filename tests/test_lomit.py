@@ -204,7 +204,7 @@ def _train(workdir, steps: int) -> int:
                      "--no-progress", *flags])
 
 
-def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp_path, capsys):
+def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp_path, capsys, caplog):
     """Four iterations (generator updates at 2 and 4) straight, and 2 + 2 with a restart between: the same
     state bit for bit (parameters, batch-norm statistics, Adam, the gradient penalty's RNG, the data order)."""
     assert _train(tmp_path / "straight", 4) == 0
@@ -219,7 +219,7 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
     assert "G_cls" in json.loads(lines[1]) and "G_cls" not in json.loads(lines[0])
     assert (tmp_path / "resumed" / "samples" / "step_0000004.png").is_file()
-    _check_translate(tmp_path / "resumed", tmp_path, capsys)
+    _check_translate(tmp_path / "resumed", tmp_path, capsys, caplog)
     if importlib.util.find_spec("torch") is not None:  # --to-torch needs torch before it reads the run
         capsys.readouterr()
         assert cli.main(["convert", "--to-torch", "--workdir", str(tmp_path / "resumed"), "--out",
@@ -228,7 +228,7 @@ def test_training_resumed_from_a_checkpoint_equals_training_straight_through(tmp
         assert not (tmp_path / "pth").exists()
 
 
-def _check_translate(workdir, tmp_path, capsys) -> None:
+def _check_translate(workdir, tmp_path, capsys, caplog) -> None:
     """`instagan translate` of a LOMIT run: images of any size with an exemplar, a user mask, the errors."""
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -244,8 +244,11 @@ def _check_translate(workdir, tmp_path, capsys) -> None:
     assert "exemplar" in capsys.readouterr().out
     assert np.asarray(Image.open(tmp_path / "out" / "images" / "a.png")).shape == (40, 56, 3)
     assert np.asarray(Image.open(tmp_path / "out" / "images" / "b.png")).shape == (33, 30, 3)
+    caplog.clear()
     assert cli.main([*base, "--user-mask", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "kept")]) == 0
     assert (tmp_path / "kept" / "images" / "a.png").is_file()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "--user-mask" in r.getMessage()]
+    assert len(warned) == 1 and "nothing.png is 40x56 but" in warned[0] and "b.png is 33x30" in warned[0], warned
     assert cli.main(["translate", str(photos), "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 2
     assert "give --exemplar IMAGE" in capsys.readouterr().err
     assert cli.main([*base, "--size", "40", "40", "--out", str(tmp_path / "x")]) == 2

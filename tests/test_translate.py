@@ -215,3 +215,37 @@ def test_detection_errors(tiny_run, tmp_path, capsys):
     assert "cannot tell the COCO image id" in _error(capsys, base + ["--category", "3"])
     (tmp_path / "r.json").write_text("{}")
     assert "is not a COCO results file" in _error(capsys, base + ["--category", "3"])
+
+
+def test_an_out_folder_of_another_translation_is_refused_before_the_model_loads(tiny_run, tmp_path, capsys):
+    """Issue 26, case 1: a second translation into the same --out never mixes with the first."""
+    _write_image(tmp_path / "photos" / "mine.png", 32, 32)
+    _write_masks(tmp_path / "masks", "mine", _boxes(32, 32, 2))
+    out = tmp_path / "out"
+    run = ["translate", str(tmp_path / "photos"), "--masks", str(tmp_path / "masks"), "--workdir", str(tiny_run),
+           "--no-progress"]
+    assert main([*run, "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _write_masks(tmp_path / "masks", "mine", _boxes(32, 32, 1))
+    (tmp_path / "masks" / "mine_1.png").unlink()
+    message = _error(capsys, [*run, "--out", str(out)])
+    assert re.search(r"--out .*out already holds \d+ entries \(.*index.html.*\): translations are never mixed", message)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
+    (tmp_path / "a_file").write_text("x")
+    for bad, expected in ((tmp_path / "a_file", "is a file, not a folder"),
+                          (tmp_path / "a_file" / "below", "is not a writable folder")):
+        assert main([*run, "--out", str(bad)]) == 2
+        printed = capsys.readouterr()
+        assert expected in printed.err and "model:" not in printed.out  # refused before the model loaded
+
+
+def test_an_all_zero_mask_is_translated_with_a_warning_naming_it(tiny_run, tmp_path, capsys, caplog):
+    _write_image(tmp_path / "photos" / "mine.png", 32, 32)
+    masks = _boxes(32, 32, 2)
+    masks[1] = 0
+    _write_masks(tmp_path / "masks", "mine", masks)
+    assert main(["translate", str(tmp_path / "photos"), "--masks", str(tmp_path / "masks"), "--workdir",
+                 str(tiny_run), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "mine_1.png" in warned[0] and "empty (all zero)" in warned[0], warned
