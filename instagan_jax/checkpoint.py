@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ class Checkpoints:
         try:
             return self._restore_verified(step, abstract_state)
         except Exception as err:  # noqa: BLE001 - any read failure means a damaged checkpoint
-            raise ValueError(self.mark_damaged(step, err)) from err
+            raise ValueError(self.mark_damaged(step, err, falling_back=False)) from err
 
     def _restore_verified(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """(state, data_state) of a step; DamagedCheckpointError if the state's digest differs from the saved
@@ -163,11 +164,12 @@ class Checkpoints:
             raise DamagedCheckpointError("the state's SHA-256 digest differs from the one saved with it")
         return restored["state"], restored["data"]
 
-    def mark_damaged(self, step: int, err: Exception) -> str:
-        """Record a damaged step and warn in one line (once per step)."""
-        reason = (str(err).strip().splitlines() or [""])[0][:200]
+    def mark_damaged(self, step: int, err: Exception, falling_back: bool = True) -> str:
+        """Record a damaged step and its one-line description; warn once per step where the caller then
+        tries the previous one (`falling_back`; otherwise the caller raises the description)."""
+        reason = without_reprs((str(err).strip().splitlines() or [""])[0])[:200]
         message = f"checkpoint {self.directory / str(step)} is damaged ({type(err).__name__}: {reason})"
-        if step not in self.damaged:
+        if falling_back and step not in self.damaged:
             log.warning("%s; trying the previous one", message)
         self.damaged.add(step)
         return message
@@ -183,6 +185,16 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def without_reprs(text: str) -> str:
+    """`text` with Python object reprs (`<bound method ...>`, `<... at 0x...>`, nested too) cut to `<...>`."""
+    while (shorter := _OBJECT_REPR.sub("<...>", text)) != text:
+        text = shorter
+    return text
+
+
+_OBJECT_REPR = re.compile(r"<(?!\.\.\.>)[^<>]*(?:bound method|built-in method|function|object| at 0x)[^<>]*>|<[^<>]*<\.\.\.>[^<>]*>")
 
 
 def saved_steps(workdir: str | Path, directory: str | None = None) -> list[int]:

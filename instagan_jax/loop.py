@@ -177,7 +177,8 @@ def stop_on_signals() -> Iterator[dict[str, str | None]]:
         if flag["signal"] is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag["signal"] = signal.Signals(signum).name
-        print(f"\n{flag['signal']}: finishing this iteration, then saving a checkpoint (Ctrl-C again: stop now)")
+        again = " (Ctrl-C again: stop now)" if signum == signal.SIGINT else ""
+        print(f"\n{flag['signal']}: finishing this iteration, then saving a checkpoint{again}")
 
     previous = {}
     with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone

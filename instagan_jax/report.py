@@ -12,12 +12,17 @@ import base64
 import html
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from instagan_jax.eval.tables import notes as table_notes
 from instagan_jax.evaluate import table_rows
 from instagan_jax.visuals import write_text
+
+log = logging.getLogger(__name__)
 
 CURVES = {  # figure title -> metrics.jsonl keys
     "Generator loss terms": ("G", "G_A", "G_B", "cyc_A", "cyc_B", "idt_A", "idt_B", "ctx_A", "ctx_B"),
@@ -25,22 +30,25 @@ CURVES = {  # figure title -> metrics.jsonl keys
     "Learning rate": ("train/lr",),
 }
 SAMPLES_SHOWN = 3
+SAMPLE_MIN_WIDTH = 720  # sample grids narrower than this (small training images) are shown scaled up
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:.5em 0}"
          "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}img{margin:4px;image-rendering:pixelated}"
          "pre{background:#f4f4f4;padding:1em}.missing{color:#a00}")
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl file (a half-written or bad line is skipped)."""
-    rows = []
-    for line in path.read_text().splitlines():
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """(rows of a metrics.jsonl file, the numbers of the lines skipped: half-written or not a row)."""
+    rows, skipped = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            row = None
         if isinstance(row, dict) and "step" in row:
             rows.append(row)
-    return rows
+        elif line.strip():
+            skipped.append(number)
+    return rows, skipped
 
 
 def curve_png(rows: list[dict[str, Any]], keys: tuple[str, ...], title: str) -> bytes | None:
@@ -64,9 +72,13 @@ def curve_png(rows: list[dict[str, Any]], keys: tuple[str, ...], title: str) -> 
     return buffer.getvalue()
 
 
-def image_tag(png: bytes, alt: str) -> str:
-    """An <img> with the PNG embedded as a data URI."""
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def image_tag(png: bytes, alt: str, min_width: int = 0) -> str:
+    """An <img> with the PNG embedded as a data URI; an image narrower than `min_width` is shown scaled
+    up by a whole factor, nearest neighbour (pixels stay sharp squares)."""
+    width = Image.open(io.BytesIO(png)).width
+    scale = max(1, min_width // width) if width else 1
+    size = f' width="{width * scale}" style="image-rendering:pixelated"' if scale > 1 else ""
+    return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def html_table(rows: list[tuple[str, ...]]) -> str:
@@ -82,12 +94,18 @@ def missing(text: str) -> str:
 
 def curves_section(run: Path) -> str:
     path = run / "metrics.jsonl"
-    rows = read_metrics(path) if path.is_file() else []
+    rows, skipped = read_metrics(path) if path.is_file() else ([], [])
+    note = ""
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        note = missing(f"{len(skipped)} line(s) of {path} are not metrics rows and were skipped (line {shown})")
+        log.warning("report: %d line(s) of %s are not metrics rows and were skipped (line %s)", len(skipped),
+                    path, shown)
     if not rows:
-        return missing(f"no metrics yet: {path} is missing or empty (training writes it every log.log_every "
-                       "iterations)")
+        return note + missing(f"no metrics yet: {path} is missing or empty (training writes it every "
+                              "log.log_every iterations)")
     pngs = [(title, curve_png(rows, keys, title)) for title, keys in CURVES.items()]
-    return "".join(image_tag(png, title) for title, png in pngs if png is not None)
+    return note + "".join(image_tag(png, title) for title, png in pngs if png is not None)
 
 
 def samples_section(run: Path) -> str:
@@ -95,7 +113,8 @@ def samples_section(run: Path) -> str:
     if not grids:
         return missing(f"no sample grids yet in {run / 'samples'} (training writes one every log.sample_every "
                        "iterations)")
-    return "".join(f"<h3>{html.escape(p.stem)}</h3>{image_tag(p.read_bytes(), p.name)}" for p in reversed(grids))
+    return "".join(f"<h3>{html.escape(p.stem)}</h3>{image_tag(p.read_bytes(), p.name, SAMPLE_MIN_WIDTH)}"
+                   for p in reversed(grids))
 
 
 def eval_section(run: Path) -> str:

@@ -48,7 +48,7 @@ class TrainedModel:
     def generators(self, direction: str) -> tuple[nnx.Module, nnx.Module]:
         """(forward, backward) generators of 'AtoB' or 'BtoA' (of a method with both directions)."""
         if "G_A" not in self.networks:
-            raise ValueError(f"a {self.config.method} run has one direction (A -> B): its generator is networks['G']")
+            raise ValueError(f"{methods.a_run(methods.get(self.config.method).title)} has one direction (A -> B): its generator is networks['G']")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
         forward, backward = DIRECTIONS[direction]
@@ -81,7 +81,7 @@ def _named_config(checkpoints: Checkpoints, step: int) -> dict:
     try:
         return checkpoints.read_config(step)
     except Exception as err:  # noqa: BLE001 - any read failure means a damaged checkpoint
-        raise ValueError(f"{checkpoints.mark_damaged(step, err)}: choose another step in {checkpoints.directory}") from err
+        raise ValueError(f"{checkpoints.mark_damaged(step, err, falling_back=False)}: choose another step in {checkpoints.directory}") from err
 
 
 def saved_config(workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> Config:

@@ -270,9 +270,12 @@ def test_unreadable_and_misfitting_files_are_named(torch, tmp_path, capsys):
         torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, tmp_path / f"1_net_{name}.pth")
     (tmp_path / "junk_net_G_A.pth").write_text("not a pickle")
     torch.save({"model": {}, "epoch": 3}, tmp_path / "nested_net_G_A.pth")
+    whole = (tmp_path / "1_net_G_B.pth").read_bytes()
+    (tmp_path / "cut_net_G_A.pth").write_bytes(whole[: len(whole) // 2])  # a truncated download
     for first, message in (("1_net_G_A.pth", r"G_B: decoder_img.3.weight: reference shape \(16, 7, 3, 3\)"),
                            ("junk_net_G_A.pth", "junk_net_G_A.pth: not a PyTorch state_dict file"),
-                           ("nested_net_G_A.pth", "nested_net_G_A.pth: expected a state_dict of tensors; 'model'")):
+                           ("nested_net_G_A.pth", "nested_net_G_A.pth: expected a state_dict of tensors; 'model'"),
+                           ("cut_net_G_A.pth", "cut_net_G_A.pth: (damaged PyTorch file|not a PyTorch state_dict)")):
         code, _, err = _run_cli(capsys, "convert", "--from-torch", tmp_path / first, tmp_path / "1_net_G_B.pth",
                                 "--out", tmp_path / "run")
         assert code == 2 and re.search(message, err), err

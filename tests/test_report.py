@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+from PIL import Image
 
 from instagan_jax import cli, evaluate, report
 from instagan_jax.eval import metrics
@@ -51,12 +52,16 @@ def test_report_on_a_tiny_run(tiny_run, tmp_path, capsys):
                  "&quot;ngf&quot;: 4", "<table>"):
         assert text in page, text
     assert 'class="missing"' not in page
+    grid_width = Image.open(sorted((run / "samples").glob("*.png"))[-1]).width  # 32 px tiles: a narrow grid
+    scale = report.SAMPLE_MIN_WIDTH // grid_width
+    assert scale > 1 and f'width="{grid_width * scale}" style="image-rendering:pixelated"' in page
 
 
 def test_report_names_what_a_run_lacks(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "G": 1.0}\n{"step": 2, "G"')  # half-written line
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "G": 1.0}\ngarbage\n{"step": 2, "G"')  # half-written
     page = (report.write_report(tmp_path)).read_text()
+    assert "2 line(s) of" in page and "were skipped (line 2, 3)" in page
     assert "no sample grids yet" in page and "no evaluation yet" in page and page.count("data:image/png") == 1
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
     assert "run folder" in capsys.readouterr().err

@@ -37,11 +37,13 @@ def test_bad_locations_are_named(kwargs, message):
         trained.locate(**kwargs)
 
 
-def test_missing_run_and_step(tiny_run, tmp_path):
+def test_missing_run_and_step(tiny_run, tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match="no checkpoints folder"):
         trained.load_trained(workdir=tmp_path)
     (tmp_path / "checkpoints" / "7").mkdir(parents=True)
-    with pytest.raises(ValueError, match="checkpoints/7 is damaged"):
+    with pytest.raises(ValueError, match="checkpoints/7 is damaged") as raised:
         trained.load_trained(checkpoint=tmp_path / "checkpoints" / "7")
+    assert "0x" not in str(raised.value) and "bound method" not in str(raised.value)
+    assert not [r for r in caplog.records if "trying the previous one" in r.getMessage()]  # a named step: no fallback
     with pytest.raises(ValueError, match="direction must be"):
         trained.load_trained(workdir=tiny_run).generators("AB")

@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from instagan_jax.data.errors import DataError
+
 HELD_OUT_SEED_OFFSET = 1000  # shapes: evaluated on seed = training seed + this
 
 
@@ -28,6 +30,9 @@ def held_out_data(data, given: set[str]):
         split = f"held out: CelebA phase test (the run trained on phase {phase})"
     elif data.kind in ("folder", "tfds"):
         phase = options.get("phase", "train")
+        if data.kind == "folder" and not Path(str(options.get("root", ""))).is_dir():
+            raise DataError(f"data root {options.get('root')} does not exist: eval reads its testA / testB (or, "
+                            f"without them, {phase}A / {phase}B); give the root with --data options.root=...")
         if "phase" in given:
             return data, f"{phase}A / {phase}B (from --data)"
         if not _has_test_split(data.kind, options):

@@ -32,6 +32,7 @@ from instagan_jax.methods.base import (
     TranslateOptions,
     TranslateRules,
     Translator,
+    a_run,
 )
 
 __all__ = ["DATA_KINDS", "EvalRequest", "ImageSpec", "Method", "Reference", "Sections", "TranslateOptions",
@@ -152,12 +153,6 @@ def upgrade_saved(saved: dict) -> dict:
                       "(an earlier version saved every method's keys): dropped", stacklevel=2)
     defaults = Config(model=method.sections.model(), loss=method.sections.loss(), train=method.sections.train())
     return with_defaults(filtered, defaults.to_dict())
-
-
-def a_run(titles: list[str] | str) -> str:
-    """'a LOMIT run', 'an InstaGAN run', 'a CycleGAN or pix2pix run': method titles in a message."""
-    title = " or ".join(titles) if isinstance(titles, list) else titles
-    return f"{'an' if title[:1].lower() in 'aeiou' else 'a'} {title} run"
 
 
 def _takers(flag: str) -> str:

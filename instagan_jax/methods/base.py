@@ -119,12 +119,18 @@ class Reference:
     parity: str = ""
 
 
+def a_run(titles: list[str] | str) -> str:
+    """'a LOMIT run', 'an InstaGAN run', 'a CycleGAN or pix2pix run': method titles in a message."""
+    title = " or ".join(titles) if isinstance(titles, list) else titles
+    return f"{'an' if title[:1].lower() in 'aeiou' else 'a'} {title} run"
+
+
 def _no_translator(model, options: TranslateOptions) -> Translator:
-    raise ValueError(f"a {model.config.method} run cannot translate")
+    raise ValueError(f"{a_run(model.config.method)} cannot translate")
 
 
 def _no_evaluation(model, request: EvalRequest) -> dict:
-    raise ValueError(f"a {model.config.method} run has no evaluation")
+    raise ValueError(f"{a_run(model.config.method)} has no evaluation")
 
 
 @dataclasses.dataclass(frozen=True)
