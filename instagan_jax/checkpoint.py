@@ -11,10 +11,12 @@ the next older one is tried. Saving a step found damaged first moves it to
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +89,33 @@ class Checkpoints:
         if step in self.damaged and step in self.manager.all_steps():
             self._move_aside(step)
         if step not in self.manager.all_steps():
-            self.manager.save(step, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-                config=ocp.args.JsonSave(config), checksum=ocp.args.JsonSave({"state_sha256": state_digest(state)})))
-            self.manager.wait_until_finished()
+            self._check_space(step, state)
+            try:
+                self.manager.save(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+                    config=ocp.args.JsonSave(config), checksum=ocp.args.JsonSave({"state_sha256": state_digest(state)})))
+                self.manager.wait_until_finished()
+            except Exception as err:
+                if _no_space(err):
+                    raise OSError(errno.ENOSPC, f"no space left to write checkpoint {step} in {self.directory} "
+                                  f"({_free_mib(self.directory)} MiB free); the earlier checkpoints are kept: free "
+                                  "some space and run again to resume") from None
+                raise
         self.damaged.discard(step)
         return self.directory / str(step)
+
+    def _check_space(self, step: int, state: Any) -> None:
+        """OSError (ENOSPC) in one line, before orbax writes anything, where a local checkpoints folder's
+        device has less free space than the state's arrays take plus a margin (orbax would fail midway,
+        with a traceback per array)."""
+        if "://" in str(self.directory):
+            return
+        needed = sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(state)) + 2**20
+        existing = next((p for p in (self.directory, *self.directory.parents) if p.exists()), None)
+        if existing is not None and shutil.disk_usage(existing).free < needed:
+            raise OSError(errno.ENOSPC, f"no space to write checkpoint {step} in {self.directory}: "
+                          f"{_free_mib(self.directory)} MiB free, about {needed / 2**20:.1f} MiB needed; the earlier "
+                          "checkpoints are kept: free some space and run again to resume")
 
     def _move_aside(self, step: int) -> None:
         """Move a damaged step to `damaged_checkpoints/<step>[.n]` beside the checkpoints folder (process 0)."""
@@ -185,6 +208,25 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _no_space(err: BaseException) -> bool:
+    """Whether `err` (or an exception it came from) says the device is full (orbax words it as an
+    error code or as RESOURCE_EXHAUSTED ... No space left on device)."""
+    while err is not None:
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _free_mib(folder: Path) -> str:
+    """The free space of `folder`'s device (or of the nearest folder above that exists), in MiB."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    try:
+        return f"{shutil.disk_usage(existing).free / 2**20:.1f}"
+    except (OSError, TypeError):
+        return "?"
 
 
 def without_reprs(text: str) -> str:

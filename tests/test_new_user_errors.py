@@ -92,3 +92,28 @@ def test_a_paper_config_without_its_prepared_data_names_the_command_that_makes_i
     assert code == 2 and "instagan_coco/sheep_giraffe" in line, line
     assert "instagan prepare coco --root COCO --cat-a sheep --cat-b giraffe --out datasets/tfds" in line
     assert not (tmp_path / "w").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_free_space(tmp_path, capsys, monkeypatch):
+    """Issue 26, case 7: the space a checkpoint needs is checked before orbax writes (a real full disk,
+    a 3 MB tmpfs, printed this one line; orbax itself failing midway printed some 1,500)."""
+    import shutil
+
+    from instagan_jax import checkpoint
+
+    real = shutil.disk_usage
+    saves = []
+
+    def second_save_finds_the_disk_full(path):
+        saves.append(path)
+        usage = real(path)
+        return usage._replace(free=0) if len(saves) > 1 else usage
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", second_save_finds_the_disk_full)
+    workdir = tmp_path / "run"
+    code, _, err = _cli(capsys, "train", "--config", "default", "--workdir", workdir, "--set", "model.ngf=4",
+                        "--set", "model.ndf=4", "--set", "model.n_blocks=1", "--set", "data.options.size=4",
+                        "--set", "log.checkpoint_every=1", "--steps", "2", "--no-progress")
+    line = _one_line_error(err)
+    assert code == 2 and "no space to write checkpoint 2 in" in line and "0.0 MiB free" in line, line
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]  # the earlier one is kept
