@@ -20,6 +20,7 @@ from instagan_jax.checkpoint import checkpoint_directory
 from instagan_jax.eval import tables
 from instagan_jax.eval.metrics import json_ready
 from instagan_jax.eval.splits import held_out_data
+from instagan_jax.visuals import check_writable_location
 
 NO_FEATURES = "FID/KID omitted: no --fid-weights given (docs/EVAL.md says how to get a weights file)"
 EXTRA_FLAGS = {"fid_weights": "--fid-weights", "lpips": "--lpips", "classifier_dir": "--classifier-dir"}
@@ -37,6 +38,8 @@ def check_args(num: int, batch_size: int, out: str | Path | None, fid_weights: s
             raise ValueError(f"--data {item!r} is not of the form KEY=VALUE (e.g. options.seed=7)")
     if out is not None and Path(out).is_dir():
         raise ValueError(f"--out {out} is a folder: give a file name, e.g. {Path(out) / 'eval.json'}")
+    if out is not None:
+        check_writable_location(Path(out).parent, "--out")
     if fid_weights is not None and not Path(fid_weights).is_file():
         raise FileNotFoundError(f"--fid-weights file {fid_weights} not found")
     if lpips is not None:

@@ -23,7 +23,6 @@ import functools
 import json
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +46,12 @@ from instagan_jax.config import Config, differences, validate
 from instagan_jax.data.sources import open_data
 from instagan_jax.nn.build import x64_scope
 from instagan_jax.trained import locate, location, restore_state
-from instagan_jax.visuals import sample_grid, save_png, write_text
+from instagan_jax.visuals import (
+    check_writable_location,
+    sample_grid,
+    save_png,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 # The arrays of a loader batch that each kind of method data trains on (methods.DATA_KINDS).
@@ -293,11 +297,7 @@ def check_workdir(workdir: Path) -> None:
     for path in (workdir, workdir / "checkpoints"):
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} is a file, not a folder: choose another --workdir")
-    existing = next(p for p in (workdir, *workdir.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"workdir {workdir}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"workdir {workdir}: {existing} is not writable")
+    check_writable_location(workdir, "workdir")
 
 
 def _total_steps(config: Config, steps: int | None, iters_per_epoch: float) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
-import os
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -39,7 +38,13 @@ from instagan_jax.data.transforms import (
     resize_mask,
     to_unit_range,
 )
-from instagan_jax.visuals import join_tiles, save_png, to_uint8, write_text
+from instagan_jax.visuals import (
+    check_writable_location,
+    join_tiles,
+    save_png,
+    to_uint8,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +138,7 @@ def check_out(out: str | Path) -> Path:
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
         raise ValueError(f"--out {out} already holds {len(held)} entries ({shown}): translations are never mixed; "
                          "remove it or choose another --out")
-    existing = next(p for p in (out.resolve(), *out.resolve().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: {existing} is not a writable folder")
+    check_writable_location(out, "--out")
     return out
 
 

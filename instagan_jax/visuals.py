@@ -62,6 +62,17 @@ def _write_atomically(path: str | Path, write) -> Path:
     return path
 
 
+def check_writable_location(path: str | Path, what: str) -> None:
+    """ValueError naming `what` (e.g. "--out") where the nearest existing folder at or above `path` is a
+    file or cannot be written: checked before any heavy work."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {existing} is not writable")
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a PNG atomically (a temporary file renamed into place)."""
     return _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))

@@ -117,3 +117,11 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_free_space(tmp_path, 
     line = _one_line_error(err)
     assert code == 2 and "no space to write checkpoint 2 in" in line and "0.0 MiB free" in line, line
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]  # the earlier one is kept
+
+
+def test_an_eval_out_below_a_file_is_refused_before_the_model_loads(tiny_run, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    code, out, err = _cli(capsys, "eval", "--workdir", tiny_run, "--out", tmp_path / "a_file" / "eval.json",
+                          "--no-progress")
+    line = _one_line_error(err)
+    assert code == 2 and "a_file is a file, not a folder" in line and "step" not in out, (line, out)

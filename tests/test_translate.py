@@ -234,7 +234,7 @@ def test_an_out_folder_of_another_translation_is_refused_before_the_model_loads(
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
     (tmp_path / "a_file").write_text("x")
     for bad, expected in ((tmp_path / "a_file", "is a file, not a folder"),
-                          (tmp_path / "a_file" / "below", "is not a writable folder")):
+                          (tmp_path / "a_file" / "below", "a_file is a file, not a folder")):
         assert main([*run, "--out", str(bad)]) == 2
         printed = capsys.readouterr()
         assert expected in printed.err and "model:" not in printed.out  # refused before the model loaded
