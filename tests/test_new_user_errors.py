@@ -125,3 +125,19 @@ def test_an_eval_out_below_a_file_is_refused_before_the_model_loads(tiny_run, tm
                           "--no-progress")
     line = _one_line_error(err)
     assert code == 2 and "a_file is a file, not a folder" in line and "step" not in out, (line, out)
+
+
+@pytest.mark.parametrize("signum, advice", [("SIGTERM", False), ("SIGINT", True)])
+def test_the_stop_message_gives_ctrl_c_advice_only_for_ctrl_c(signum, advice, capsys):
+    import os
+    import signal
+    import time
+
+    from instagan_jax.loop import stop_on_signals
+
+    with stop_on_signals() as flag:
+        os.kill(os.getpid(), getattr(signal, signum))
+        time.sleep(0.05)  # the handler runs in the main thread between bytecodes
+    out = capsys.readouterr().out
+    assert flag["signal"] == signum and "saving a checkpoint" in out
+    assert ("Ctrl-C again" in out) == advice, out
