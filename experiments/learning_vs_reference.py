@@ -6,8 +6,8 @@
 
 For each seed, the PyTorch reference (../shared/reference/instagan-pytorch, imported unmodified, torch on
 the CPU) and ours train from scratch on the config's task with the same sizes, losses and optimiser, at
-the reference's limits: batch 1 (its set generator sums over the batch) and 9 residual blocks (its
-`define_G` fixes them). Both read the same batches, from our loader seeded by the seed; each side's
+the reference's limits: batch 1 (its set generator sums over the batch), 9 residual blocks (its
+`define_G` fixes them) and its stride-2 transposed-conv upsampling (`model.upsample=transpose`). Both read the same batches, from our loader seeded by the seed; each side's
 networks are initialised from the seed by its own framework. Logged:
 
 - the losses (the reference's `get_current_losses` names), averaged over each `--log-every` iterations;
@@ -51,7 +51,7 @@ from instagan_jax.methods import load_config  # noqa: E402
 from instagan_jax.nn.build import abstract, apply  # noqa: E402
 from instagan_jax.trained import TrainedModel  # noqa: E402
 
-REFERENCE_LIMITS = ("train.batch_size=1", "model.n_blocks=9")
+REFERENCE_LIMITS = ("train.batch_size=1", "model.n_blocks=9", "model.upsample=transpose")
 LOSSES = ("G_A", "G_B", "D_A", "D_B", "cyc_A", "cyc_B", "idt_A", "idt_B", "ctx_A", "ctx_B")
 QUALITY = {  # figure -> (direction, path in instagan eval's results)
     "AtoB masks on target": ("AtoB", ("shape", "translated", "target_fraction")),

@@ -129,9 +129,11 @@ def _translate(args: argparse.Namespace) -> int:
     from instagan_jax.trained import load_trained, saved_config
     from instagan_jax.translate import check_entries, check_out, gather_entries, translate_entries
 
-    method = methods.get(saved_config(args.workdir, args.checkpoint).method)
+    saved = saved_config(args.workdir, args.checkpoint)
+    method = methods.get(saved.method)
     methods.check_translate(method, args.direction, ins_per=args.ins_per, exemplar=args.exemplar is not None,
                             user_mask=args.user_mask is not None, size=args.size)
+    size = methods.check_size(tuple(args.size or saved.data.crop_size), method.translate.size_multiple)
     check_out(args.out)
     options = methods.TranslateOptions(
         direction=args.direction, ins_per=args.ins_per,
@@ -144,7 +146,6 @@ def _translate(args: argparse.Namespace) -> int:
     print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method.translate.masks else "")
           + ", all readable")
     model = load_trained(args.workdir, args.checkpoint)
-    size = methods.check_size(tuple(args.size or model.config.data.crop_size), method.translate.size_multiple)
     translate = method.translator(model, dataclasses.replace(options, size=size))
     how = f"exemplar {args.exemplar}" if args.exemplar is not None else args.direction
     about = f", {translate.about}" if translate.about else ""
