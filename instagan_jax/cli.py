@@ -134,7 +134,6 @@ def _translate(args: argparse.Namespace) -> int:
     methods.check_translate(method, args.direction, ins_per=args.ins_per, exemplar=args.exemplar is not None,
                             user_mask=args.user_mask is not None, size=args.size)
     size = methods.check_size(tuple(args.size or saved.data.crop_size), method.translate.size_multiple)
-    check_out(args.out)
     options = methods.TranslateOptions(
         direction=args.direction, ins_per=args.ins_per,
         exemplar=None if args.exemplar is None else read_image(args.exemplar),
@@ -142,6 +141,7 @@ def _translate(args: argparse.Namespace) -> int:
     entries = gather_entries(args.inputs, args.direction, masks=args.masks, detections=args.detections,
                              category=args.category, min_score=args.min_score, image_info=args.image_info,
                              with_masks=method.translate.masks)
+    check_out(args.out)  # after the arguments, before any image is decoded or a network loads
     instances = check_entries(entries, None if args.user_mask is None else (args.user_mask, options.user_mask))
     print(f"inputs: {len(entries)} image(s)" + (f", {instances} instance(s)" if method.translate.masks else "")
           + ", all readable")

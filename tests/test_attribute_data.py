@@ -271,7 +271,7 @@ def test_open_attributes_kinds_and_options(tmp_path):
     shapes = data.open_attributes("attribute_shapes", size=5, height=40, width=40)
     assert len(shapes) == 5 and shapes[0].image.shape == (40, 40, 3)
     assert len(data.open_attributes("celeba", root=_celeba(tmp_path), phase="val")) == 1
-    with pytest.raises(ValueError, match="unknown option.*'colour'"):
+    with pytest.raises(ValueError, match="unknown option.*data.options.colour .its options: background, height"):
         data.open_attributes("attribute_shapes", colour="red")
     with pytest.raises(ValueError, match="'root' is required"):
         data.open_attributes("celeba")

@@ -352,8 +352,8 @@ def test_sigterm_before_the_first_iteration_ends_is_exit_status_3(tmp_path, monk
     (["--steps", "-1"], "steps must be >= 0, got -1"),
     (["--set", "log.checkpoint_every=0"], "log.checkpoint_every: expected a value >= 1, got 0"),
     (["--set", "model.ngf=abc"], "model.ngf: expected an integer, got 'abc'"),
-    (["--set", "data.options.sise=3"], "unexpected keyword argument 'sise'"),
-    (["--set", "data.crop_size=[16,16]"], "must be at least 24"),
+    (["--set", "data.options.sise=3"], "data kind 'shapes': data.options.sise (its options: "),
+    (["--set", "data.crop_size=[16,16]"], "multiples of 4 and at least 24"),
 ])
 def test_cli_train_refuses_bad_values_before_doing_anything(tmp_path, capsys, args, message):
     workdir = tmp_path / "run"
