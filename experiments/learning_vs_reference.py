@@ -49,6 +49,7 @@ from instagan_jax.config import Config  # noqa: E402
 from instagan_jax.eval import splits  # noqa: E402
 from instagan_jax.methods import load_config  # noqa: E402
 from instagan_jax.nn.build import abstract, apply  # noqa: E402
+from instagan_jax.targets import TARGETS  # noqa: E402
 from instagan_jax.trained import TrainedModel  # noqa: E402
 
 REFERENCE_LIMITS = ("train.batch_size=1", "model.n_blocks=9", "model.upsample=transpose")
@@ -162,7 +163,7 @@ def evaluation(run, config: Config, held: dict, request: methods.EvalRequest) ->
 
 def train_side(side: str, config: Config, seed: int, args, held: dict, request: methods.EvalRequest) -> dict:
     """One side's curves for one seed."""
-    run_config = load_config(args.config, [*args.set, *REFERENCE_LIMITS, f"train.seed={seed}"])
+    run_config = load_config(args.config, [*args.set, *args.limits, f"train.seed={seed}"])
     loader = loop.make_loader(run_config)
     run = (OursRun if side == "ours" else ReferenceRun)(run_config, seed, loader.batches_per_epoch)
     curves = {"losses": [], "evals": []}
@@ -217,13 +218,26 @@ def table(curves: dict) -> list[str]:
     return lines
 
 
-def time_to(curves: dict, figure_names: tuple[str, ...], threshold: float) -> dict[str, list]:
-    """Per side and seed, the first evaluation at which all `figure_names` reach `threshold`: (step, seconds)."""
+def time_to(curves: dict, thresholds: dict[str, float]) -> dict[str, list]:
+    """Per side and seed, the first evaluation at which every figure reaches its threshold: (step, seconds)."""
     out = {}
     for side in SIDES:
         for seed, run in curves.get(side, {}).items():
-            hit = next((e for e in run["evals"] if all((e[n] or 0) >= threshold for n in figure_names)), None)
+            hit = next((e for e in run["evals"] if all((e[n] or 0) >= t for n, t in thresholds.items())), None)
             out.setdefault(side, []).append((seed, None if hit is None else (hit["step"], hit["train_seconds"])))
+    return out
+
+
+def check_thresholds(config_name: str) -> dict[str, float]:
+    """learning_check's targets for the config (instagan_jax/targets.py) as thresholds on the figures above."""
+    by_path = {(direction, path): name for name, (direction, path) in QUALITY.items()}
+    out = {}
+    for figure in TARGETS.get(config_name, ()):
+        name = by_path.get((figure.path[1], figure.path[2:]))
+        if figure.threshold is not None:
+            if name is None:
+                raise SystemExit(f"learning_check's figure {figure.label!r} is not among the figures evaluated here")
+            out[name] = figure.threshold
     return out
 
 
@@ -268,10 +282,16 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--num", type=int, default=100, help="held-out images per domain (default 100)")
     parser.add_argument("--only", choices=SIDES, help="run one side; merge into an existing curves.json")
+    parser.add_argument("--as-shipped", action="store_true",
+                        help="with --only ours: the config as shipped (its batch, blocks and upsampling), not at "
+                             "the reference's limits")
     parser.add_argument("--report", action="store_true", help="train nothing: the table and plot of curves.json")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results" / "learning_vs_reference")
     args = parser.parse_args()
-    config = load_config(args.config, [*args.set, *REFERENCE_LIMITS])
+    if args.as_shipped and args.only != "ours":
+        parser.error("--as-shipped is for --only ours: the reference runs at its limits only")
+    args.limits = () if args.as_shipped else REFERENCE_LIMITS
+    config = load_config(args.config, [*args.set, *args.limits])
     if config.method != "instagan":
         parser.error(f"--config {args.config} is a {config.method} config: this script compares InstaGAN")
     if min(args.steps, args.log_every, args.eval_every, args.num) < 1:
@@ -286,7 +306,7 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "curves.json"
     curves = json.loads(path.read_text()) if args.only and path.exists() else {}
-    curves.update({"config": config.name, "overrides": [*args.set, *REFERENCE_LIMITS], "steps": args.steps,
+    curves.update({"config": config.name, "overrides": [*args.set, *args.limits], "steps": args.steps,
                    "held_out_per_domain": args.num})
     held = held_out(config, "sets", args.num)
     data_config, split = splits.held_out_data(config.data, set())
@@ -305,9 +325,13 @@ def report(curves: dict, out_dir: Path) -> None:
     """Print the table and the iterations to quality; draw the overlay."""
     plot(curves, out_dir / "overlay.png")
     print("\n".join(table(curves)))
-    for side, hits in time_to(curves, ("AtoB masks on target", "BtoA masks on target"), 0.9).items():
-        print(f"{side}: first evaluation with >= 90% of the masks on target both ways (step, train seconds): "
-              + ", ".join(f"seed {seed} {hit}" for seed, hit in hits))
+    masks = {"AtoB masks on target": 0.9, "BtoA masks on target": 0.9}
+    passing = check_thresholds(curves["config"])
+    for what, thresholds in (("with >= 90% of the masks on target both ways", masks),
+                             ("passing learning_check's targets", passing)):
+        for side, hits in time_to(curves, thresholds).items():
+            print(f"{side}: first evaluation {what} (step, train seconds): "
+                  + ", ".join(f"seed {seed} {hit or 'none'}" for seed, hit in hits))
     print(f"wrote {out_dir / 'curves.json'} and {out_dir / 'overlay.png'}")
 
 
