@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -138,3 +139,29 @@ def test_a_direction_without_running_samples_leaves_its_discriminator_untouched(
                                              new.params[name], state.params[name]))
         assert not all(moved), name
     assert int(new.step) == 1
+
+
+def test_a_group_with_no_instance_anywhere_is_skipped_and_equals_running_it():
+    """ins_max 4, ins_per 2, at most 2 instances per sample: the second group has no valid slot, and
+    `train_step` skips its work. Its state, losses and visuals equal those of `sub_steps`, which runs
+    every group (float64: agreement to rounding)."""
+    from instagan_jax.nn.build import x64_scope
+
+    batch = _batch([2, 1], [1, 2])
+    with x64_scope("float64"):
+        spec = training.StepSpec(dataclasses.replace(TINY, dtype="float64"), SIZE, SIZE, train=SPEC.train)
+        state = training.init_state(spec, seed=3)
+        batch64 = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in batch.items()}
+        new, metrics, _ = jax.jit(functools.partial(training.train_step, spec))(state, batch64)
+        carry, outputs = None, []
+        for carry, out in training.sub_steps(spec, state, batch64):
+            outputs.append(out)
+    assert not bool(outputs[1].ran["A"]) and not bool(outputs[1].ran["B"])
+    assert not bool(metrics["ran_A"][1]) and not bool(metrics["ran_B"][1])
+    for name, value in outputs[1].losses.items():
+        assert float(metrics[name][1]) == float(value) == 0.0, name
+    expected = carry.state.replace(step=new.step, rng=new.rng)
+    differences = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64)
+                                                                                 - np.asarray(b, np.float64)))),
+                                               new, expected))
+    assert max(differences) < 1e-9

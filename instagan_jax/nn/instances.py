@@ -1,6 +1,10 @@
-"""Instance-set utilities: validity, largest-first selection, padding, mask groups and their union."""
+"""Instance-set utilities: validity, largest-first selection, padding, mask groups and their union, and the
+packed form of a set (its valid slots in a fixed-size bucket, summed per sample with segment sums)."""
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,3 +68,55 @@ def merge_groups(groups: jax.Array) -> jax.Array:
 def merge_masks(masks: jax.Array) -> jax.Array:
     """Union of soft masks (B,K,H,W,1) -> (B,H,W,1) in [-1, 1]: clamp(sum (m+1)/2, 0, 1)*2 - 1."""
     return jnp.clip(jnp.sum((masks + 1.0) / 2.0, axis=1), 0.0, 1.0) * 2.0 - 1.0
+
+
+class Bucket(NamedTuple):
+    """The valid slots of a (B,K) set packed into a fixed number of entries, in slot order.
+
+    `index` is each entry's flat slot b*K + k, B*K (one past the end) for an unused entry; `live`
+    says which entries hold a slot.
+    """
+
+    index: jax.Array  # (P,) int
+    live: jax.Array  # (P,) bool
+    batch: int
+    slots: int
+
+    @property
+    def sample(self) -> jax.Array:
+        """Each entry's sample b (B for an unused entry: dropped by `segment_sum`)."""
+        return self.index // self.slots
+
+
+def bucket_capacity(slots: int, fraction: float) -> int:
+    """Entries of a bucket holding `fraction` of `slots` (rounded up, at least 1)."""
+    return max(1, math.ceil(fraction * slots - 1e-9))
+
+
+def pack(valid: jax.Array, capacity: int) -> Bucket:
+    """The first `capacity` valid slots of `valid` (B,K), in slot order (see `fits` for the rest)."""
+    batch, slots = valid.shape
+    flat = valid.reshape(-1)
+    (index,) = jnp.nonzero(flat, size=capacity, fill_value=flat.size)
+    return Bucket(index, index < flat.size, batch, slots)
+
+
+def fits(valid: jax.Array, capacity: int) -> jax.Array:
+    """Whether all valid slots of `valid` fit in a bucket of `capacity` entries (scalar bool)."""
+    return jnp.sum(valid) <= capacity
+
+
+def gather_entries(folded: jax.Array, bucket: Bucket) -> jax.Array:
+    """The bucket's entries of per-slot values folded to (B*K, ...) -> (P, ...)."""
+    return jnp.take(folded, bucket.index, axis=0, mode="clip")
+
+
+def segment_sum(entries: jax.Array, bucket: Bucket) -> jax.Array:
+    """Per-sample sum of the live entries (P, ...) -> (B, ...): `set_sum` on the packed form."""
+    live = bucket.live.reshape((-1,) + (1,) * (entries.ndim - 1))
+    return jax.ops.segment_sum(jnp.where(live, entries, 0), bucket.sample, num_segments=bucket.batch)
+
+
+def scatter_entries(folded: jax.Array, entries: jax.Array, bucket: Bucket) -> jax.Array:
+    """`folded` (B*K, ...) with the bucket's slots replaced by its live entries (P, ...)."""
+    return folded.at[bucket.index].set(entries.astype(folded.dtype), mode="drop")

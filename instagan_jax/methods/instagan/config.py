@@ -1,4 +1,4 @@
-"""InstaGAN's own config sections: the context-preserving loss weight, the mask groups."""
+"""InstaGAN's own config sections: the instance layout, the context-preserving loss weight, the mask groups."""
 
 from __future__ import annotations
 
@@ -8,6 +8,39 @@ from instagan_jax.config import TrainConfig, at_least
 from instagan_jax.methods.base import Sections
 from instagan_jax.nn.build import ResnetModel
 from instagan_jax.nn.losses import CycleLossWeights
+
+
+INSTANCE_LAYOUTS = ("padded", "packed")
+
+
+@dataclasses.dataclass(frozen=True)
+class InstaganModel(ResnetModel):
+    """The ResNet model section plus how the set networks lay out a call's instance slots.
+
+    `instance_layout` "padded" (the reference's work): the generator's mask branch runs on every slot,
+    valid or not, and the set feature is a masked sum. "packed": the valid slots of a generator call are
+    packed into a bucket of ceil(`pack_fraction` x slots) entries, the mask branch runs on the bucket
+    only and the set feature is a segment sum; a call with more valid slots than that runs padded. Both
+    give the same numbers (float64: to rounding) and the same parameters, so either can resume the
+    other's checkpoints.
+    """
+
+    instance_layout: str = "padded"
+    pack_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.instance_layout not in INSTANCE_LAYOUTS:
+            raise ValueError(f"config key model.instance_layout: expected one of {list(INSTANCE_LAYOUTS)}, "
+                             f"got {self.instance_layout!r}")
+        if not 0.0 < self.pack_fraction <= 1.0:
+            raise ValueError(f"config key model.pack_fraction: expected a number in (0, 1] (the bucket's share of "
+                             f"a call's instance slots), got {self.pack_fraction!r}")
+
+    @property
+    def packed_fraction(self) -> float | None:
+        """The bucket's share of the slots under the packed layout, None under the padded one."""
+        return self.pack_fraction if self.instance_layout == "packed" else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,4 +68,4 @@ class InstaganTrain(TrainConfig):
                              f"{self.ins_max % self.ins_per} slot(s) would never be used)")
 
 
-SECTIONS = Sections(model=ResnetModel, loss=InstaganLoss, train=InstaganTrain)
+SECTIONS = Sections(model=InstaganModel, loss=InstaganLoss, train=InstaganTrain)

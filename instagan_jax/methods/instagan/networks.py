@@ -8,6 +8,12 @@ and a batch of B equals B batch-1 calls.
 A sample with zero valid instances has an empty set: its set feature is zero (the sum over nothing),
 its image is decoded from the image feature and that zero set feature, and all its mask slots pass
 through unchanged. (The reference instead forces the all -1 channel 0 through the mask encoder.)
+
+Under the packed instance layout (`InstaganModel.instance_layout`), a generator call whose valid slots
+fit the bucket runs its mask branch on the bucket's entries only and sums them per sample with a segment
+sum: the same numbers without the work on empty slots. A call with more valid slots runs padded
+(`lax.cond`). The discriminator's mask branch (three strided convs, a small share of its cost) stays
+padded: packed, it was no faster in the training iteration (docs/BENCHMARKS.md section 11).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from instagan_jax.nn import layers
+from instagan_jax.methods.instagan.config import InstaganModel
+from instagan_jax.nn import instances, layers
 from instagan_jax.nn.build import ModelConfig, ResnetModel
 from instagan_jax.nn.modules import (
     Decoder,
@@ -42,6 +49,23 @@ def set_sum(features: jax.Array, valid: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(valid[:, :, None, None, None], features, 0.0), axis=1)
 
 
+def pack_fraction_of(config: ModelConfig) -> float | None:
+    """The packed layout's bucket share of a call's slots; None for the padded layout (and for a model
+    section without the layout keys, e.g. a plain `ResnetModel`)."""
+    return config.packed_fraction if isinstance(config, InstaganModel) else None
+
+
+def packed_or_padded(pack_fraction: float | None, valid: jax.Array, padded, packed):
+    """`padded()`, or `packed(bucket)` when the packed layout is on and the valid slots fit its bucket."""
+    if pack_fraction is None:
+        return padded()
+    capacity = instances.bucket_capacity(valid.size, pack_fraction)
+    if capacity >= valid.size:
+        return padded()
+    bucket = instances.pack(valid, capacity)
+    return jax.lax.cond(instances.fits(valid, capacity), lambda: packed(bucket), padded)
+
+
 class SetGenerator(nnx.Module):
     """The reference's ResnetSetGenerator: translates an image and its set of instance masks."""
 
@@ -51,21 +75,38 @@ class SetGenerator(nnx.Module):
         self.encoder_seg = Encoder(1, ngf, config.n_blocks, rngs=rngs)
         self.decoder_img = Decoder(2 * ngf, c, upsample=config.upsample, rngs=rngs)
         self.decoder_seg = Decoder(3 * ngf, 1, upsample=config.upsample, rngs=rngs)
+        self.pack_fraction = pack_fraction_of(config)
 
     def __call__(self, img: jax.Array, masks: jax.Array,
                  valid: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(B,H,W,C), (B,K,H,W,1), (B,K) -> translated image (B,H,W,C) and masks (B,K,H,W,1)."""
-        batch, k = masks.shape[:2]
         e_img = self.encoder_img(img)
+        e_set, masks_out = packed_or_padded(
+            self.pack_fraction, valid, lambda: self._mask_branch_padded(e_img, masks, valid),
+            lambda bucket: self._mask_branch_packed(e_img, masks, bucket))
+        img_out = self.decoder_img(jnp.concatenate([e_img, e_set], axis=-1))
+        return img_out, masks_out
+
+    def _mask_branch_padded(self, e_img: jax.Array, masks: jax.Array, valid: jax.Array):
+        """(set feature (B,h,w,C), translated masks) with the mask branch on all B*K slots."""
+        batch, k = masks.shape[:2]
         e_seg = unfold_instances(self.encoder_seg(fold_instances(masks)), batch)
         e_set = set_sum(e_seg, valid)
-        img_out = self.decoder_img(jnp.concatenate([e_img, e_set], axis=-1))
         context = jnp.broadcast_to(jnp.concatenate([e_img, e_set], axis=-1)[:, None],
                                    (batch, k) + e_img.shape[1:3] + (2 * e_img.shape[-1],))
         seg_in = jnp.concatenate([e_seg, context], axis=-1)
         masks_out = unfold_instances(self.decoder_seg(fold_instances(seg_in)), batch)
-        masks_out = jnp.where(valid[:, :, None, None, None], masks_out, masks)
-        return img_out, masks_out
+        return e_set, jnp.where(valid[:, :, None, None, None], masks_out, masks)
+
+    def _mask_branch_packed(self, e_img: jax.Array, masks: jax.Array, bucket: instances.Bucket):
+        """The same with the mask branch on the bucket's entries only (slots outside it pass through)."""
+        folded = fold_instances(masks)
+        e_seg = self.encoder_seg(instances.gather_entries(folded, bucket))
+        e_set = instances.segment_sum(e_seg, bucket)
+        context = jnp.take(jnp.concatenate([e_img, e_set], axis=-1), bucket.sample, axis=0, mode="clip")
+        entries_out = self.decoder_seg(jnp.concatenate([e_seg, context], axis=-1))
+        masks_out = instances.scatter_entries(folded, entries_out, bucket)
+        return e_set, unfold_instances(masks_out, masks.shape[0])
 
 
 class FeatureExtractor(nnx.Module):

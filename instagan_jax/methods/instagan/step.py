@@ -16,6 +16,8 @@ direction in that group: its loss terms are masked out (means are over running s
 is not translated. A direction with no running sample makes no D call and no D update (its parameters,
 Adam state and spectral-norm vectors stay as they were); G is updated when either direction runs.
 At batch size 1 this is the reference's behaviour exactly (with the torch-0.4 spectral-norm semantics).
+A group after the first with no valid slot in either domain changes nothing, and `train_step` skips its
+work (`lax.cond`) as the reference's loop does.
 """
 
 from __future__ import annotations
@@ -371,6 +373,19 @@ def sub_steps(spec: StepSpec, state: TrainState, batch: dict[str, jax.Array]):
         yield carry, out
 
 
+def _skipped_group(spec: StepSpec, carry: Carry, group: MaskGroup, _key: jax.Array):
+    """What `group_step` gives for a group with no valid slot in either domain, without running it: the
+    carry unchanged (no update, no pool write), zero loss terms, no run flags, the group's masks as
+    their own reconstruction (empty slots pass through). Its reconstructed image, which no visual shows
+    (only group 0's is), is the current image."""
+    zero = jnp.zeros((), DTYPES[spec.model.dtype])
+    terms = {name: zero for d in DIRECTIONS
+             for name in (d.gan_loss, d.cycle_loss, d.identity_loss, d.context_loss, d.critic_loss)}
+    flags = {f"ran_{d.source}": jnp.zeros((), bool) for d in DIRECTIONS}
+    recs = {d.source: (carry.img[d.source], group.masks[d.source]) for d in DIRECTIONS}
+    return carry, ({**terms, "G": zero, **flags}, recs)
+
+
 def train_step(spec: StepSpec, state: TrainState,
                batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array], dict[str, Visuals]]:
     """One iteration on a batch (img_X, masks_X, valid_X for X in A, B).
@@ -381,12 +396,16 @@ def train_step(spec: StepSpec, state: TrainState,
     real = select_sets(spec, batch)
     key, group_keys = _keys(spec, state)
 
-    def body(carry, inputs):
-        group, group_key = inputs
+    def run(carry, group, group_key):
         carry, out = group_step(spec, carry, group, real, group_key)
         recs = {s: (t.rec_img, t.rec_masks) for s, t in out.translated.items()}
         flags = {f"ran_{s}": r for s, r in out.ran.items()}
         return carry, ({**out.losses, **flags}, recs)
+
+    def body(carry, inputs):
+        group, group_key = inputs
+        runs = (group.index == 0) | jnp.any(group.valid["A"]) | jnp.any(group.valid["B"])
+        return jax.lax.cond(runs, run, functools.partial(_skipped_group, spec), carry, group, group_key)
 
     carry, (metrics, recs) = jax.lax.scan(body, initial_carry(spec, state, real),
                                           (mask_groups(spec, real), group_keys), unroll=spec.unroll_groups)
