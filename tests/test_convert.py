@@ -16,6 +16,7 @@ from instagan_jax import cli, convert, torch_io, trained
 from instagan_jax.loop import train
 from instagan_jax.methods import config_from_dict
 from instagan_jax.methods.instagan import reference
+from instagan_jax.methods.instagan.config import InstaganModel
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.methods.instagan.parity import load_fixture
@@ -242,7 +243,7 @@ def test_data_parallel_files_without_discriminators(torch, tmp_path, capsys):
     assert code == 0, err
     assert "no file for D_A and D_B: freshly initialised" in out
     model = trained.load_trained(workdir=tmp_path / "run")
-    assert model.config.model == TINY  # ngf, n_blocks from the weights, ndf from the config
+    assert model.config.model == InstaganModel(**dataclasses.asdict(TINY))  # ngf, n_blocks from the weights, ndf from the config
     for name, state_dict in generators.items():
         again = reference.to_reference(model.networks[name])
         for key in state_dict:

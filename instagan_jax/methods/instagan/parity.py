@@ -25,11 +25,11 @@ from flax import nnx
 
 from instagan_jax.methods.instagan import losses, reference
 from instagan_jax.methods.instagan import step as training
-from instagan_jax.methods.instagan.config import InstaganLoss, InstaganTrain
+from instagan_jax.methods.instagan.config import InstaganLoss, InstaganModel, InstaganTrain
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import instances
-from instagan_jax.nn.build import ResnetModel, abstract, apply, x64_scope
+from instagan_jax.nn.build import abstract, apply, x64_scope
 from instagan_jax.parity.common import (
     Check,
     Checker,
@@ -50,7 +50,7 @@ class Fixture:
 
     arrays: Mapping[str, np.ndarray]
     meta: Mapping
-    config: ResnetModel  # its dtype is the fixture's (float64 fixtures are compared in float64)
+    config: InstaganModel  # its dtype is the fixture's (float64 fixtures are compared in float64)
     ins_max: int
     ins_per: int
     tolerances: Mapping[str, tuple[str, float]]
@@ -65,9 +65,9 @@ def _reference_state_dict(arrays: Mapping[str, np.ndarray], net: str) -> dict[st
     return state_dict_under(arrays, f"init/{net}/")
 
 
-def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> ResnetModel:
+def _config_from_weights(arrays: Mapping[str, np.ndarray], dtype: str) -> InstaganModel:
     state_dicts = {name: sd for name in reference.NETWORKS if (sd := _reference_state_dict(arrays, name))}
-    return reference.infer_model_config(state_dicts, ResnetModel(dtype=dtype))
+    return reference.infer_model_config(state_dicts, InstaganModel(dtype=dtype))
 
 
 def load_fixture(path: str | Path) -> Fixture:

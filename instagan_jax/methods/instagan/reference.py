@@ -17,6 +17,7 @@ from flax import nnx
 from instagan_jax.methods.base import Reference
 from instagan_jax.methods.instagan import step as training
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
+from instagan_jax.methods.instagan.config import InstaganModel
 from instagan_jax.nn.build import ResnetModel, abstract
 from instagan_jax.torch_io import (
     LEAF_ORDER,
@@ -141,7 +142,7 @@ def infer_model_config(state_dicts: Mapping[str, Mapping[str, np.ndarray]],
 
     ValueError naming both keys where two networks disagree; the full shapes are checked on loading.
     """
-    base = ResnetModel() if base is None else base
+    base = InstaganModel() if base is None else base
     found: dict[str, tuple[int, str]] = {}
     for name, state_dict in state_dicts.items():
         for field, (value, where) in _dimensions(name, strip_data_parallel_prefix(state_dict)).items():
