@@ -35,9 +35,13 @@ def layout_overrides(layout: str) -> list[str]:
     if layout == "padded":
         return []
     name, _, fraction = layout.partition(":")
-    if name != "packed" or not fraction:
-        raise SystemExit(f"--layouts: expected 'padded' or 'packed:FRACTION', got {layout!r}")
-    return ["model.instance_layout=packed", f"model.pack_fraction={float(fraction)}"]
+    try:
+        share = float(fraction)
+    except ValueError:
+        share = None
+    if name != "packed" or share is None or not 0.0 < share <= 1.0:
+        raise SystemExit(f"--layouts: expected 'padded' or 'packed:FRACTION' with 0 < FRACTION <= 1, got {layout!r}")
+    return ["model.instance_layout=packed", f"model.pack_fraction={share}"]
 
 
 def draw_batch(rng: np.random.Generator, images: int, ins_max: int, size: int,

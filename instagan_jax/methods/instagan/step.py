@@ -178,6 +178,11 @@ class Direction(NamedTuple):
     context_loss: str
     critic_loss: str
 
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The names of this direction's loss terms, generator's then critic's."""
+        return self.gan_loss, self.cycle_loss, self.identity_loss, self.context_loss, self.critic_loss
+
 
 A_TO_B = Direction("A", "B", "G_A", "G_B", "D_A", "lambda_A", "G_A", "cyc_A", "idt_B", "ctx_A", "D_A")
 B_TO_A = Direction("B", "A", "G_B", "G_A", "D_B", "lambda_B", "G_B", "cyc_B", "idt_A", "ctx_B", "D_B")
@@ -379,8 +384,7 @@ def _skipped_group(spec: StepSpec, carry: Carry, group: MaskGroup, _key: jax.Arr
     their own reconstruction (empty slots pass through). Its reconstructed image, which no visual shows
     (only group 0's is), is the current image."""
     zero = jnp.zeros((), DTYPES[spec.model.dtype])
-    terms = {name: zero for d in DIRECTIONS
-             for name in (d.gan_loss, d.cycle_loss, d.identity_loss, d.context_loss, d.critic_loss)}
+    terms = {name: zero for d in DIRECTIONS for name in d.loss_names}
     flags = {f"ran_{d.source}": jnp.zeros((), bool) for d in DIRECTIONS}
     recs = {d.source: (carry.img[d.source], group.masks[d.source]) for d in DIRECTIONS}
     return carry, ({**terms, "G": zero, **flags}, recs)
@@ -438,7 +442,7 @@ def summarize(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for d in DIRECTIONS:
         ran = metrics[f"ran_{d.source}"].astype(float)
-        for name in (d.gan_loss, d.cycle_loss, d.identity_loss, d.context_loss, d.critic_loss):
+        for name in d.loss_names:
             out[name] = float((metrics[name] * ran).sum() / max(ran.sum(), 1.0))
     any_ran = (metrics["ran_A"] | metrics["ran_B"]).astype(float)
     out["G"] = float((metrics["G"] * any_ran).sum() / max(any_ran.sum(), 1.0))
