@@ -166,6 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error(f"--iters must be at least 1, got {args.iters}")
+    from instagan_jax.nn.modules import check_resnet_gan_size
+
+    for size in args.sizes:
+        try:
+            check_resnet_gan_size(size, size)
+        except ValueError as err:
+            parser.error(f"--sizes {size}: {err}")
     if args.measure:
         print("ROW " + json.dumps(measure(args.measure, args.sizes[0], args.iters, args.tiny)))
         return

@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--float64-check", action="store_true", help="also the relative error in float64")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     forms = {"XLA conv": xla_conv, "Winograd": winograd}
     print("| pass | input (B, H, W, C) | XLA conv ms | Winograd ms | speed | rel. error f32 |")
     print("|---|---|---|---|---|---|")

@@ -98,7 +98,8 @@ class Config:
 
 # Fields that may differ between a checkpoint and the run resuming from it.
 # model.compute_dtype: the checkpointed state (parameters, Adam, u, v) is float32 under either.
-RESUMABLE_CHANGES = frozenset({"model.compute_dtype", "model.instance_layout", "model.pack_fraction", "train.steps", "train.distributed", "train.unroll_groups",
+RESUMABLE_CHANGES = frozenset({"model.compute_dtype", "model.instance_layout", "model.pack_fraction",
+                               "train.steps", "train.distributed", "train.unroll_groups",
                                "data.num_threads", "data.num_workers",
                                "log.log_every", "log.sample_every", "log.checkpoint_every",
                                "log.keep_checkpoints", "log.checkpoint_dir", "name"})

@@ -9,7 +9,6 @@ from instagan_jax.methods.base import Sections
 from instagan_jax.nn.build import ResnetModel
 from instagan_jax.nn.losses import CycleLossWeights
 
-
 INSTANCE_LAYOUTS = ("padded", "packed")
 
 

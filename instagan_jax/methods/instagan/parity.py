@@ -25,7 +25,11 @@ from flax import nnx
 
 from instagan_jax.methods.instagan import losses, reference
 from instagan_jax.methods.instagan import step as training
-from instagan_jax.methods.instagan.config import InstaganLoss, InstaganModel, InstaganTrain
+from instagan_jax.methods.instagan.config import (
+    InstaganLoss,
+    InstaganModel,
+    InstaganTrain,
+)
 from instagan_jax.methods.instagan.inference import translate
 from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn import instances

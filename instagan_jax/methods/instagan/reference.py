@@ -16,8 +16,8 @@ from flax import nnx
 
 from instagan_jax.methods.base import Reference
 from instagan_jax.methods.instagan import step as training
-from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.methods.instagan.config import InstaganModel
+from instagan_jax.methods.instagan.networks import SetDiscriminator, SetGenerator
 from instagan_jax.nn.build import ResnetModel, abstract
 from instagan_jax.torch_io import (
     LEAF_ORDER,
